@@ -1,0 +1,2 @@
+"""Datasets (`clipsr.data.registry.build_dataset`) and the MATLAB-style bicubic degradation
+(`clipsr.data.resize`). Kept import-free so the resize helpers load without torch."""
