@@ -1,0 +1,39 @@
+"""Backend choice: `auto` takes native TensorRT, then ONNX Runtime CUDA, then ONNX Runtime CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clipsr_runtime.backends.base import Backend, BackendUnavailableError
+from clipsr_runtime.manifest import Manifest
+
+BACKENDS = ("auto", "ort", "trt", "ort-cpu", "ort-cuda", "ort-trt")
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "create_backend", "resolve_backend_name"]
+
+
+def resolve_backend_name(backend: str) -> str:
+    """The concrete backend `auto` / `ort` stand for on this machine."""
+    from clipsr_runtime.backends import ort, tensorrt
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return "trt" if tensorrt.unavailable_reason() is None else ort.best_ort_backend()
+    if backend == "ort":
+        return ort.best_ort_backend()
+    return backend
+
+
+def create_backend(manifest: Manifest, backend: str = "auto", precision: str = "fp32",
+                   threads: int | None = None, max_batch: int = 8, tile: int | None = None,
+                   engine_dir: Path | None = None) -> Backend:
+    """Open the model's graphs with the requested (or best available) backend."""
+    name = resolve_backend_name(backend)
+    if name == "trt":
+        from clipsr_runtime.backends.tensorrt import TrtBackend
+
+        return TrtBackend(manifest, precision, max_batch=max_batch, tile=tile, engine_dir=engine_dir)
+    from clipsr_runtime.backends.ort import OrtBackend
+
+    return OrtBackend(manifest, name, precision, threads=threads, engine_dir=engine_dir)

@@ -1,0 +1,217 @@
+"""Native TensorRT backend: build (once) or load engines, run them with name-based I/O.
+
+Follows the `Engine` of TensorRT's demo/Diffusion (build from ONNX with an optimisation profile,
+`set_input_shape` + `set_tensor_address` + `execute_async_v3`), but torch-free: device buffers and
+the stream come from NVIDIA's `cuda-python`. Engines are specific to the TensorRT version, the GPU,
+the precision and the shapes, so the cache file name is a key over all of them plus the ONNX sha256.
+`tensorrt` and `cuda` are imported lazily: this module imports on machines without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from clipsr_runtime.backends.base import BackendUnavailableError
+from clipsr_runtime.manifest import Manifest
+
+Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+
+def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str,
+                     shapes: Shapes) -> str:
+    """sha256 over everything an engine depends on (docs/model-folder.md, 'engines/')."""
+    blob = json.dumps({"onnx_sha256": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name,
+                       "precision": precision,
+                       "shapes": {k: [list(s) for s in v] for k, v in sorted(shapes.items())}},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def engine_file_name(stage: str, key: str) -> str:
+    return f"{stage}-{key[:32]}.engine"
+
+
+def unavailable_reason() -> str | None:
+    """Why native TensorRT cannot run here, or None when it can."""
+    for module, extra in (("tensorrt", "tensorrt"), ("cuda", "cuda-python")):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'clipsr[trt]' gives {extra})"
+    try:
+        count = _check(_cudart().cudaGetDeviceCount())
+    except RuntimeError as exc:
+        return f"no usable CUDA device ({exc})"
+    return None if count > 0 else "no CUDA device"
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        from cuda import cudart
+    return cudart
+
+
+def _check(result):
+    """cuda-python calls return (error, *values): raise on error, unwrap the values."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA error {err}")
+    return values[0] if len(values) == 1 else (values or None)
+
+
+def gpu_name() -> str:
+    props = _check(_cudart().cudaGetDeviceProperties(0))
+    name = props.name
+    return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
+
+
+class TrtEngine:
+    """One serialized engine file: build from ONNX, load, and infer with numpy arrays."""
+
+    def __init__(self, path: Path) -> None:
+        import tensorrt as trt
+
+        self.trt = trt
+        self.path = Path(path)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = self.context = None
+        self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+
+    def build(self, onnx_path: Path, shapes: Shapes) -> None:
+        """Strongly typed build: precision comes from the ONNX (fp16 graph -> fp16 engine)."""
+        trt = self.trt
+        flags = 0
+        if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        builder = trt.Builder(self.logger)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ValueError(f"{onnx_path}: TensorRT cannot parse it: {errors}")
+        config = builder.create_builder_config()
+        if hasattr(trt.BuilderFlag, "TF32"):
+            config.clear_flag(trt.BuilderFlag.TF32)  # keep fp32 engines at fp32 parity
+        profile = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in shapes.items():
+            profile.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(serialized)
+        os.replace(tmp, self.path)
+
+    def load(self) -> None:
+        runtime = self.trt.Runtime(self.logger)
+        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"{self.path}: TensorRT cannot load this engine (delete it to rebuild)")
+        self.context = self.engine.create_execution_context()
+
+    def _io(self) -> list[tuple[str, bool]]:
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        return [(n, self.engine.get_tensor_mode(n) == self.trt.TensorIOMode.INPUT) for n in names]
+
+    def _device(self, name: str, nbytes: int) -> int:
+        ptr, size = self.buffers.get(name, (0, 0))
+        if size < nbytes:
+            cudart = _cudart()
+            if ptr:
+                _check(cudart.cudaFree(ptr))
+            ptr, size = int(_check(cudart.cudaMalloc(nbytes))), nbytes
+            self.buffers[name] = (ptr, size)
+        return ptr
+
+    def infer(self, feed: dict[str, np.ndarray], stream: int) -> dict[str, np.ndarray]:
+        """Copy inputs in, execute_async_v3 on `stream`, copy outputs out (synchronised)."""
+        cudart, trt = _cudart(), self.trt
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        host: dict[str, np.ndarray] = {}
+        for name, is_input in self._io():
+            if is_input:
+                arr = np.ascontiguousarray(feed[name], dtype=trt.nptype(self.engine.get_tensor_dtype(name)))
+                self.context.set_input_shape(name, arr.shape)
+                host[name] = arr
+        for name, is_input in self._io():
+            if not is_input:
+                shape = tuple(self.context.get_tensor_shape(name))
+                host[name] = np.empty(shape, dtype=trt.nptype(self.engine.get_tensor_dtype(name)))
+            ptr = self._device(name, max(host[name].nbytes, 1))
+            self.context.set_tensor_address(name, ptr)
+            if is_input:
+                _check(cudart.cudaMemcpyAsync(ptr, host[name].ctypes.data, host[name].nbytes, h2d, stream))
+        if not self.context.execute_async_v3(stream):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed")
+        outputs = {}
+        for name, is_input in self._io():
+            if not is_input:
+                ptr = self.buffers[name][0]
+                _check(cudart.cudaMemcpyAsync(host[name].ctypes.data, ptr, host[name].nbytes, d2h, stream))
+                outputs[name] = host[name]
+        _check(cudart.cudaStreamSynchronize(stream))
+        return outputs
+
+    def close(self) -> None:
+        for ptr, _ in self.buffers.values():
+            _check(_cudart().cudaFree(ptr))
+        self.buffers.clear()
+
+
+def engine_dir_for(manifest: Manifest) -> Path:
+    """The model's engines/ folder when writable, else a per-user cache (built-in models are read-only)."""
+    local = manifest.root / "engines"
+    if os.access(local if local.is_dir() else manifest.root, os.W_OK):
+        return local
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "clipsr" / "engines" / manifest.name
+
+
+class TrtBackend:
+    """Text encoder + generator engines, built on first use and cached under their key."""
+
+    def __init__(self, manifest: Manifest, precision: str = "fp32", max_batch: int = 8,
+                 tile: int | None = None, engine_dir: Path | None = None) -> None:
+        reason = unavailable_reason()
+        if reason:
+            raise BackendUnavailableError(f"backend 'trt' is not available: {reason}")
+        import tensorrt as trt
+
+        self.name, self.precision = "trt", precision
+        tile = tile or manifest.lr_size
+        ctx = int(manifest.tokenizer.get("context_length", 77))
+        dim = int(manifest.text_encoder.outputs["text_embedding"]["shape"][-1])
+        batches = (1, max(1, max_batch // 2), max_batch)
+        text_shapes: Shapes = {"tokens": tuple((b, ctx) for b in batches)}
+        gen_shapes: Shapes = {"lr": tuple((b, 3, tile, tile) for b in batches),
+                              "text_embedding": tuple((b, dim) for b in batches)}
+        folder = engine_dir or engine_dir_for(manifest)
+        self._stream = int(_check(_cudart().cudaStreamCreate()))
+        self._text = self._engine(manifest, "text_encoder", text_shapes, trt.__version__, folder)
+        self._gen = self._engine(manifest, "generator", gen_shapes, trt.__version__, folder)
+
+    def _engine(self, manifest: Manifest, stage: str, shapes: Shapes, version: str, folder: Path) -> TrtEngine:
+        onnx_path = manifest.stage_file(stage, self.precision)
+        onnx_name = getattr(manifest, stage).files[self.precision]
+        key = engine_cache_key(manifest.sha256(onnx_name), version, gpu_name(), self.precision, shapes)
+        engine = TrtEngine(folder / engine_file_name(stage, key))
+        if not engine.path.is_file():
+            engine.build(onnx_path, shapes)
+        engine.load()
+        return engine
+
+    def run_text(self, tokens: np.ndarray) -> np.ndarray:
+        return self._text.infer({"tokens": tokens}, self._stream)["text_embedding"]
+
+    def run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
+        return self._gen.infer({"lr": lr, "text_embedding": text_embedding}, self._stream)["sr"]
