@@ -213,3 +213,9 @@ def test_scale_must_divide_hr_size(tmp_path):
     (tmp_path / "l.jsonl").write_text(json.dumps({"image": "a.png", "captions": ["x"]}))
     with pytest.raises(ValueError, match="scale 3"):
         build_dataset("jsonl", str(tmp_path / "l.jsonl"), "train", 3, True)
+
+
+def test_synthbirds_is_looked_up_lazily():
+    ds = build_dataset("synthbirds", None, "test", 16, False, count=2)
+    assert type(ds).__module__ == "clipsr.synthbirds.dataset" and len(ds) == 2
+    _check_item(ds[0], 16, "")

@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 from skimage import data
 
-from clipsr.metrics.niqe import PARAMS_ENV, load_niqe_params, niqe
+from clipsr.metrics.niqe import PARAMS_ENV, PARAMS_SHA256, _download, load_niqe_params, niqe
 
 PARAMS = Path("/work/shared/data/niqe_pris_params.npz")
 pytestmark = pytest.mark.skipif(not PARAMS.is_file(), reason="needs the shared NIQE parameter file")
@@ -121,3 +121,17 @@ def test_niqe_param_errors(tmp_path, monkeypatch):
         load_niqe_params()
     with pytest.raises(ValueError, match="96x96"):
         niqe(np.zeros((50, 200, 3), np.uint8), PARAMS)
+
+
+def test_params_cache_and_checked_fetch(tmp_path, monkeypatch):
+    """The fetch code with a file:// URL (no network): kept only when the sha256 matches."""
+    monkeypatch.delenv(PARAMS_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    target = tmp_path / "clipsr" / "niqe_pris_params.npz"
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_bytes(b"bogus")
+    with pytest.raises(ValueError, match="does not match sha256"):
+        _download(bogus.as_uri(), target, PARAMS_SHA256)
+    assert not target.exists()
+    _download(PARAMS.as_uri(), target, PARAMS_SHA256)
+    assert load_niqe_params().cov.shape == (36, 36)  # read from the cache, nothing fetched
