@@ -1,0 +1,89 @@
+"""SynthBirds as a torch Dataset: birds rendered on the fly from split seeds, with bicubic LR and a caption.
+
+`mismatch_lr_prob` (DESIGN.md 7): with that probability the LR is rendered from the same bird with other
+colours for one or more described parts while HR and caption stay true, so the model learns that the LR
+cannot be trusted for those colours and must read them from the caption.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from clipsr.data.resize import bicubic_downsample
+from clipsr.synthbirds.captions import captions, edit
+from clipsr.synthbirds.palette import NAMES, colour_index
+from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE, BirdSpec, render, sample_spec
+from clipsr.synthbirds.splits import split_seeds
+
+
+def bird_key(split: str, seed: int) -> str:
+    """Stable name of a bird, used for file names and result tables."""
+    return f"synthbirds-{split}-{seed:08d}"
+
+
+def bird_captions(spec: BirdSpec) -> list[str]:
+    """The fixed caption list of a bird (its first caption is the evaluation caption)."""
+    return captions(spec, np.random.default_rng([spec.seed, 2]))
+
+
+class SynthBirdsDataset(Dataset):
+    """Items: hr (3,256,256) and lr (3,256/scale,256/scale) in [-1, 1], caption, key, seed, and the
+    vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours")."""
+
+    def __init__(self, split: str = "train", scale: int = 16, train: bool = True, count: int | None = None,
+                 seed_offset: int = 0, mismatch_lr_prob: float = 0.0) -> None:
+        if scale < 1 or SIZE % scale:
+            raise ValueError(f"scale {scale} must divide the image size {SIZE}")
+        if not 0.0 <= mismatch_lr_prob <= 1.0:
+            raise ValueError(f"mismatch_lr_prob {mismatch_lr_prob} must lie in [0, 1]")
+        self.split, self.scale, self.train = split, scale, train
+        self.seeds = split_seeds(split, count, seed_offset)
+        self.mismatch_lr_prob = mismatch_lr_prob
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def spec(self, index: int) -> BirdSpec:
+        """The bird behind item `index` (re-render it for masks: `render(dataset.spec(i))[1]`)."""
+        return sample_spec(self.seeds[index])
+
+    def __getitem__(self, index: int) -> dict:
+        spec = self.spec(index)
+        hr, _ = render(spec)
+        lr_spec = self._mismatched(spec) if torch.rand(()) < self.mismatch_lr_prob else spec
+        lr_source = hr if lr_spec is spec else render(lr_spec)[0]
+        lr = bicubic_downsample(lr_source.astype(np.float32) / 255.0, self.scale)
+        texts = bird_captions(spec)
+        caption = texts[int(torch.randint(len(texts), ()))] if self.train else texts[0]
+        return {
+            "hr": _to_tensor(hr.astype(np.float32) / 255.0),
+            "lr": _to_tensor(np.clip(lr, 0.0, 1.0)),
+            "caption": caption,
+            "key": bird_key(self.split, spec.seed),
+            "seed": spec.seed,
+            "colours": described_colours(spec),
+            "lr_colours": described_colours(lr_spec),
+        }
+
+    @staticmethod
+    def _mismatched(spec: BirdSpec) -> BirdSpec:
+        """Each described part independently (at least one) gets another colour; torch RNG, so worker seeds apply."""
+        changed = torch.rand(len(DESCRIBED_PARTS)) < 0.5
+        if not changed.any():
+            changed[torch.randint(len(DESCRIBED_PARTS), ())] = True
+        for part, change in zip(DESCRIBED_PARTS, changed.tolist()):
+            if change:
+                shift = int(torch.randint(1, len(NAMES), ()))
+                spec = edit(spec, part, (colour_index(getattr(spec, part)) + shift) % len(NAMES))
+        return spec
+
+
+def described_colours(spec: BirdSpec) -> torch.Tensor:
+    """Vocabulary indices of the described parts, in DESCRIBED_PARTS order."""
+    return torch.tensor([colour_index(getattr(spec, part)) for part in DESCRIBED_PARTS], dtype=torch.long)
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float in [0, 1] -> (3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray((image * 2.0 - 1.0).transpose(2, 0, 1), dtype=np.float32))

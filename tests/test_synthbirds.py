@@ -1,0 +1,125 @@
+"""SynthBirds renderer, captions, edits and part-colour metrics."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_dilation, distance_transform_edt
+
+from clipsr.synthbirds.captions import NOUNS, captions, edit
+from clipsr.synthbirds.measure import part_colour_accuracy, part_colour_survival, part_colours
+from clipsr.synthbirds.palette import ANCHORS, NAMES, colour_index, nearest_colour
+from clipsr.synthbirds.render import DESCRIBED_PARTS, PARTS, render, sample_spec
+
+SEEDS = range(100, 130)
+
+
+def test_anchors_are_far_apart_and_classify_themselves():
+    distances = np.linalg.norm(ANCHORS[:, None] - ANCHORS[None], axis=-1) + np.eye(len(NAMES)) * 1e9
+    assert distances.min() > 80
+    assert nearest_colour(ANCHORS).tolist() == list(range(len(NAMES)))
+    assert colour_index("grey") == NAMES.index("grey") and colour_index(3) == 3
+    with pytest.raises(ValueError, match="gray"):
+        colour_index("gray")
+
+
+def test_same_seed_same_bird_other_seed_other_bird():
+    assert sample_spec(7) == sample_spec(7)
+    image, masks = render(sample_spec(7))
+    again, masks_again = render(sample_spec(7))
+    assert np.array_equal(image, again)
+    assert all(np.array_equal(masks[p], masks_again[p]) for p in PARTS)
+    assert sample_spec(8) != sample_spec(7)
+    assert not np.array_equal(render(sample_spec(8))[0], image)
+
+
+def test_spec_rejects_unknown_colour():
+    with pytest.raises(ValueError, match="crown"):
+        dataclasses.replace(sample_spec(0), crown="gold")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_masks_non_empty_disjoint_and_described_parts_thin(seed):
+    image, masks = render(sample_spec(seed))
+    assert image.shape == (256, 256, 3) and image.dtype == np.uint8
+    assert set(masks) == set(PARTS)
+    stacked = np.stack([masks[p] for p in PARTS])
+    assert stacked.dtype == bool and stacked.shape == (len(PARTS), 256, 256)
+    assert stacked.any(axis=(1, 2)).all(), "every part is visible"
+    assert stacked.sum(axis=0).max() == 1, "every pixel of at most one part"
+    for part in DESCRIBED_PARTS:  # thickness = 2 x largest distance to the mask edge: well under 16 px
+        assert 2 * distance_transform_edt(masks[part]).max() <= 9, part
+    assert 2 * distance_transform_edt(~masks["background"]).max() >= 32  # the bird is two LR pixels thick
+
+
+def test_survival_described_parts_near_chance_body_and_hr_exact():
+    survival = part_colour_survival(n=60)
+    for part, acc in survival.items():
+        assert acc["hr"] >= 0.98, (part, acc)
+    for part in DESCRIBED_PARTS:  # measured on 500 val birds: wing 11%, crown 18%, belly 13%, beak 14%
+        assert survival[part]["lr"] <= 0.35, (part, survival[part])
+    for part in ("body", "head", "background"):  # measured: 99%, 100%, 99%
+        assert survival[part]["lr"] >= 0.9, (part, survival[part])
+
+
+def test_part_colour_accuracy_on_true_edited_and_float_images():
+    spec = sample_spec(3)
+    image, masks = render(spec)
+    truth = {part: getattr(spec, part) for part in DESCRIBED_PARTS}
+    assert all(part_colour_accuracy(image, masks, truth).values())
+    assert all(part_colour_accuracy(image.astype(np.float32) / 255, masks, truth).values())
+    other = NAMES[(colour_index(spec.crown) + 4) % len(NAMES)]
+    assert part_colour_accuracy(image, masks, {"crown": other}) == {"crown": False}
+    edited, _ = render(edit(spec, "crown", other))
+    assert part_colour_accuracy(edited, masks, {"crown": other, "wing": spec.wing}) == {"crown": True, "wing": True}
+    assert part_colours(edited, masks, ["crown"])["crown"] == colour_index(other)
+
+
+def test_part_colour_accuracy_rejects_bad_input():
+    image, masks = render(sample_spec(3))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        part_colour_accuracy(image.astype(np.float32) / 127.5 - 1, masks, {"crown": "red"})
+    with pytest.raises(ValueError, match="no mask"):
+        part_colour_accuracy(image, {"body": masks["body"]}, {"crown": "red"})
+    with pytest.raises(ValueError, match="shape"):
+        part_colour_accuracy(image[..., 0], masks, {"crown": "red"})
+
+
+_COLOUR = "|".join(NAMES)
+_NOUN = "|".join(sorted((n for nouns in NOUNS.values() for n in nouns), key=len, reverse=True))
+_PART_OF = {noun: part for part, nouns in NOUNS.items() for noun in nouns}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_captions_name_true_colours(seed):
+    spec = sample_spec(seed)
+    texts = captions(spec, np.random.default_rng(seed))
+    assert 5 <= len(texts) <= 10 and len(set(texts)) == len(texts)
+    assert texts == captions(spec, np.random.default_rng(seed))
+    for i, text in enumerate(texts):
+        named = re.findall(rf"\b({_COLOUR}) ({_NOUN})\b", text)
+        named += [(c, n) for n, c in re.findall(rf"bird's ({_NOUN}) (?:is|are) ({_COLOUR})\b", text)]
+        assert named, text
+        for colour, noun in named:
+            assert getattr(spec, _PART_OF[noun]) == colour, (text, spec.colours)
+        if i == 0:
+            assert {_PART_OF[n] for _, n in named} == set(DESCRIBED_PARTS)
+
+
+def test_edit_changes_one_part_only():
+    spec = sample_spec(11)
+    new_colour = NAMES[(colour_index(spec.belly) + 1) % len(NAMES)]
+    edited = edit(spec, "belly", colour_index(new_colour))
+    assert edited.belly == new_colour and dataclasses.replace(edited, belly=spec.belly) == spec
+    before, masks = render(spec)
+    after, masks_after = render(edited)
+    assert all(np.array_equal(masks[p], masks_after[p]) for p in PARTS)
+    changed = np.any(before != after, axis=-1)
+    assert changed[masks["belly"]].mean() > 0.9
+    assert not changed[~binary_dilation(masks["belly"], iterations=2)].any()
+    with pytest.raises(ValueError, match="head"):
+        edit(spec, "head", "red")
+    with pytest.raises(ValueError, match="gold"):
+        edit(spec, "belly", "gold")
