@@ -92,7 +92,10 @@ def _load_vgg_state(weights: str | Path, download: bool) -> dict[str, torch.Tens
         if not cached.is_file() and not download:
             raise FileNotFoundError(f"VGG-19 ImageNet weights are not in the torch hub cache ({cached}); "
                                     f"put {url} there, pass a file path, or allow download")
-        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
+        try:
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
+        except OSError as error:  # offline: urllib fails at name lookup
+            raise RuntimeError(f"cannot download VGG-19 weights from {url}: {error}") from error
     else:
         path = Path(weights)
         if not path.is_file():

@@ -219,3 +219,9 @@ def test_synthbirds_is_looked_up_lazily():
     ds = build_dataset("synthbirds", None, "test", 16, False, count=2)
     assert type(ds).__module__ == "clipsr.synthbirds.dataset" and len(ds) == 2
     _check_item(ds[0], 16, "")
+
+
+def test_malformed_cub_box_line_names_file_and_line(dfgan_cub):
+    (dfgan_cub / "CUB_200_2011" / "bounding_boxes.txt").write_text("1 10 5 20 10\n2 0 0 sixty 40\n")
+    with pytest.raises(ValueError, match=r"bounding_boxes.txt:2: expected"):
+        build_dataset("cub", str(dfgan_cub), "train", 4, True)

@@ -70,6 +70,21 @@ def test_vgg_imagenet_weights_missing_offline_fail_fast(tmp_path, monkeypatch):
     assert not any(tmp_path.rglob("*.pth"))  # nothing was downloaded
 
 
+def test_vgg_failed_download_falls_back(tmp_path, monkeypatch):
+    """Offline, torch.hub raises URLError (an OSError) at name lookup; simulated so nothing is fetched."""
+    from urllib.error import URLError
+
+    def offline(*args, **kwargs):
+        raise URLError("Name or service not known")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match="cannot download VGG-19 weights"):
+        VGGPerceptualLoss("imagenet", download=True)
+    with pytest.warns(UserWarning, match="cannot download.*falling back to no perceptual term"):
+        assert VGGPerceptualLoss("imagenet", download=True, fallback="off").mode == "off"
+
+
 def test_vgg_none_is_off_without_warning(recwarn):
     assert VGGPerceptualLoss(None).mode == "off"
     assert not recwarn.list

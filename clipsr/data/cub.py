@@ -84,11 +84,11 @@ def _read_boxes(path: Path) -> dict[str, tuple[float, float, float, float]]:
         if line.strip():
             parts = line.split()
             try:
-                boxes[parts[0]] = tuple(float(v) for v in parts[1:5])
-            except (ValueError, IndexError):
+                if len(parts) != 5:
+                    raise ValueError
+                boxes[parts[0]] = tuple(float(v) for v in parts[1:])
+            except ValueError:
                 raise ValueError(f"{path}:{number}: expected '<id> x y w h', got {line!r}") from None
-            if len(boxes[parts[0]]) != 4:
-                raise ValueError(f"{path}:{number}: expected '<id> x y w h', got {line!r}")
     return boxes
 
 
