@@ -59,13 +59,6 @@ class VGGPerceptualLoss(nn.Module):
                     return
         self.features = features.eval().requires_grad_(False)
 
-    def train(self, mode: bool = True) -> VGGPerceptualLoss:
-        """VGG stays in eval mode whatever the trainer asks."""
-        super().train(mode)
-        if self.features is not None:
-            self.features.eval()
-        return self
-
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         if self.features is None:
             return sr.new_zeros(())
