@@ -95,11 +95,12 @@ def run(
     suffix: Optional[str] = typer.Option(None, help="Output name suffix (default: _x<scale>)."),
 ) -> None:
     """Upscale INPUT guided by PROMPT; writes INPUT_x<scale>.<ext> next to it, or into -o."""
-    warnings.showwarning = _show_warning
-    warnings.simplefilter("always")
     try:
-        failed = _run(input, prompt, output, model, backend, precision, fit, tile, tile_pad, batch,
-                      threads, ext, recursive, prompts, suffix)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            warnings.simplefilter("always")
+            failed = _run(input, prompt, output, model, backend, precision, fit, tile, tile_pad, batch,
+                          threads, ext, recursive, prompts, suffix)
     except (ValueError, OSError, RuntimeError) as exc:
         _say("error", str(exc))
         raise typer.Exit(1) from None

@@ -109,13 +109,13 @@ def to_pil(image: RuntimeImage) -> Image.Image:
     if image.grayscale:
         luma = unit @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         if image.bit_depth == 16 and image.alpha is None:
-            return Image.fromarray(np.round(np.clip(luma, 0, 1) * 65535).astype(np.uint16), "I;16")
+            return Image.fromarray(np.round(np.clip(luma, 0, 1) * 65535).astype(np.uint16))  # I;16
         if image.alpha is not None:
-            return Image.fromarray(np.dstack([_unit8(luma), _unit8(image.alpha)]), "LA")
-        return Image.fromarray(_unit8(luma), "L")
+            return Image.fromarray(np.dstack([_unit8(luma), _unit8(image.alpha)]))  # LA
+        return Image.fromarray(_unit8(luma))  # L
     if image.alpha is not None:
-        return Image.fromarray(np.dstack([_unit8(unit), _unit8(image.alpha)]), "RGBA")
-    return Image.fromarray(_unit8(unit), "RGB")
+        return Image.fromarray(np.dstack([_unit8(unit), _unit8(image.alpha)]))  # RGBA
+    return Image.fromarray(_unit8(unit))  # RGB
 
 
 def image_format(path: str | Path) -> str:
@@ -131,10 +131,10 @@ def _fit_format(img: Image.Image, fmt: str, path: Path) -> Image.Image:
     """Adapt the mode to what the format can hold (alpha flattened on white, 16-bit -> 8-bit)."""
     if img.mode == "I;16" and fmt not in _SIXTEEN_BIT_FORMATS:
         warnings.warn(f"{path}: {fmt} cannot hold 16-bit, writing 8-bit", ClipsrWarning, stacklevel=3)
-        img = Image.fromarray((np.asarray(img, dtype=np.float32) / 257).round().astype(np.uint8), "L")
+        img = Image.fromarray((np.asarray(img, dtype=np.float32) / 257).round().astype(np.uint8))
     if img.mode in ("RGBA", "LA") and fmt in _NO_ALPHA_FORMATS:
         warnings.warn(f"{path}: {fmt} has no alpha, flattened on white", ClipsrWarning, stacklevel=3)
-        base = Image.new(img.mode[:-1], img.size, 255)
+        base = Image.new(img.mode[:-1], img.size, "white")
         base.paste(img.convert(img.mode[:-1]), mask=img.getchannel("A"))
         img = base
     return img

@@ -54,6 +54,7 @@ class Upscaler:
         self.batch = min(batch, fixed_batch) if isinstance(fixed_batch, int) else batch
         self._backend_args = dict(backend=backend, threads=threads, max_batch=self.batch, tile=self.tile)
         self.backend: Backend = create_backend(m, precision=precision, **self._backend_args)
+        self._tokens = lru_cache(maxsize=cache_size)(self.tokenizer)  # warns once per long prompt
         self._embed = lru_cache(maxsize=cache_size)(self._embed_tokens)
 
     def _check_files(self, precision: str) -> None:
@@ -92,7 +93,7 @@ class Upscaler:
 
     def encode_prompt(self, prompt: str) -> np.ndarray:
         """(D,) text embedding; cached (LRU keyed by the tokens), so a repeated prompt runs once."""
-        return self._embed(self.tokenizer(prompt).tobytes())
+        return self._embed(self._tokens(prompt).tobytes())
 
     def prompt_cache_info(self):
         """functools cache statistics: `misses` is the number of prompts actually encoded."""

@@ -1,6 +1,7 @@
 """Fake model folders for the runtime tests, built with onnx.helper (no torch, no weights).
 
-text encoder: tokens (B,77) int32 -> mean over tokens of an embedding table (token id mod 97) -> (B,D).
+text encoder: tokens (B,77) int32 -> sum over tokens of an embedding table (token id mod 97; row 0,
+the padding, is zero) -> (B,D).
 generator: lr (B,3,h,w) -> linear Resize x scale -> 3x3 depthwise blur (zero padded, so tiles have
 edge effects the blending must hide) -> + a per-channel bias from the text embedding -> sr.
 """
@@ -37,12 +38,13 @@ def _model(nodes, inputs, outputs, inits) -> onnx.ModelProto:
 
 def text_encoder(dim: int = 8, seed: int = 0) -> onnx.ModelProto:
     table = np.random.default_rng(seed).normal(0, 1, (97, dim)).astype(np.float32)
+    table[0] = 0
     inits = [numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array(97, np.int64), "n"),
              numpy_helper.from_array(np.array([1], np.int64), "axis")]
     nodes = [helper.make_node("Cast", ["tokens"], ["t64"], to=TensorProto.INT64),
              helper.make_node("Mod", ["t64", "n"], ["idx"]),
              helper.make_node("Gather", ["table", "idx"], ["emb"]),
-             helper.make_node("ReduceMean", ["emb", "axis"], ["text_embedding"], keepdims=0)]
+             helper.make_node("ReduceSum", ["emb", "axis"], ["text_embedding"], keepdims=0)]
     return _model(nodes, [helper.make_tensor_value_info("tokens", TensorProto.INT32, ["batch", 77])],
                   [helper.make_tensor_value_info("text_embedding", TensorProto.FLOAT, ["batch", dim])], inits)
 
@@ -50,7 +52,7 @@ def text_encoder(dim: int = 8, seed: int = 0) -> onnx.ModelProto:
 def generator(scale: int = 4, dim: int = 8, lr_size: int | None = None, poison: bool = False,
               seed: int = 1) -> onnx.ModelProto:
     """`lr_size` None: dynamic spatial input; `poison`: an fp16 tail that overflows to NaN."""
-    proj = np.random.default_rng(seed).normal(0, 0.1, (dim, 3)).astype(np.float32)
+    proj = np.random.default_rng(seed).normal(0, 0.02, (dim, 3)).astype(np.float32)
     blur = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], np.float32) / 16
     inits = [numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales"),
              numpy_helper.from_array(np.repeat(blur[None, None], 3, axis=0), "blur"),

@@ -1,0 +1,217 @@
+"""Model folder checks, backend choice, the Python API, the prompt cache and the FP16 safety net."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipsr_runtime.backends import BackendUnavailableError, create_backend, resolve_backend_name
+from clipsr_runtime.backends.tensorrt import engine_cache_key, engine_file_name, unavailable_reason
+from clipsr_runtime.manifest import default_model_dir, load_manifest
+from clipsr_runtime.upscaler import Upscaler
+from runtime_fixtures import make_model_dir
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("model"), fp16="ok")
+
+
+@pytest.fixture(scope="module")
+def upscaler(model):
+    return Upscaler(model, backend="ort")
+
+
+def _edit_manifest(folder, **changes):
+    data = json.loads((folder / "model.json").read_text())
+    data.update(changes)
+    (folder / "model.json").write_text(json.dumps(data))
+
+
+# --- model folder --------------------------------------------------------------------------------
+
+def test_missing_folder_and_manifest(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model.json"):
+        Upscaler(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"format": "other"}, "'format' must be 'clipsr-model'"),
+    ({"format_version": 2}, "format_version 2 is not supported"),
+    ({"scale": 8}, "lr_size 16 x scale 8 != hr_size 64"),
+    ({"generator": {"files": {"fp32": "generator.onnx"}, "inputs": {"x": {}}, "outputs": {"sr": {}}}},
+     "'generator' must have inputs"),
+])
+def test_invalid_manifest(tmp_path, change, message):
+    folder = make_model_dir(tmp_path / "m")
+    _edit_manifest(folder, **change)
+    with pytest.raises(ValueError, match=message):
+        load_manifest(folder)
+
+
+def test_manifest_missing_key_and_bad_json(tmp_path):
+    folder = make_model_dir(tmp_path / "m")
+    data = json.loads((folder / "model.json").read_text())
+    del data["tokenizer"]
+    (folder / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="lacks tokenizer"):
+        load_manifest(folder)
+    (folder / "model.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_manifest(folder)
+
+
+def test_tampered_missing_and_truncated_files(tmp_path):
+    folder = make_model_dir(tmp_path / "m")
+    onnx_bytes = bytearray((folder / "generator.onnx").read_bytes())
+    onnx_bytes[-1] ^= 0xFF  # same size, different content
+    (folder / "generator.onnx").write_bytes(bytes(onnx_bytes))
+    with pytest.raises(ValueError, match="generator.onnx does not match its sha256"):
+        Upscaler(folder)
+    (folder / "generator.onnx").write_bytes(bytes(onnx_bytes[:100]))
+    with pytest.raises(ValueError, match="truncated or tampered"):
+        Upscaler(folder)
+    (folder / "generator.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="generator.onnx is missing"):
+        Upscaler(folder)
+
+
+def test_precision_not_exported(tmp_path):
+    with pytest.raises(ValueError, match="has no fp16 text_encoder"):
+        Upscaler(make_model_dir(tmp_path / "m"), precision="fp16")
+
+
+def test_default_model_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pass --model DIR .* or run clipsr-export"):
+        default_model_dir(tmp_path)
+    make_model_dir(tmp_path / "one")
+    assert default_model_dir(tmp_path) == tmp_path / "one"
+    make_model_dir(tmp_path / "two")
+    with pytest.raises(ValueError, match="several built-in models"):
+        default_model_dir(tmp_path)
+
+
+def test_fixed_size_model_refuses_other_tiles(tmp_path):
+    folder = make_model_dir(tmp_path / "m", dynamic=False)
+    with pytest.raises(ValueError, match="takes 16x16 LR tiles, not 24"):
+        Upscaler(folder, tile=24)
+    up = Upscaler(folder)
+    assert up.upscale(np.zeros((40, 40, 3), np.uint8), "a bird").size == (160, 160)
+
+
+# --- backends ------------------------------------------------------------------------------------
+
+def test_auto_backend_says_which(upscaler):
+    assert upscaler.backend.name == resolve_backend_name("auto")
+    assert upscaler.backend.name in ("trt", "ort-cuda", "ort-cpu")
+
+
+@pytest.mark.skipif(unavailable_reason() is None, reason="TensorRT is available here")
+def test_trt_unavailable_is_a_clear_error(model):
+    with pytest.raises(BackendUnavailableError, match="backend 'trt' is not available: .*not installed"):
+        Upscaler(model, backend="trt")
+
+
+def test_unknown_and_unavailable_backends(model):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Upscaler(model, backend="cuda")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(BackendUnavailableError, match="'ort-cuda' is not available"):
+            create_backend(load_manifest(model), "ort-cuda")
+
+
+def test_engine_cache_key_changes_with_every_input():
+    shapes = {"lr": ((1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))}
+    base = dict(onnx_sha256="a" * 64, trt_version="10.7.0", gpu_name="NVIDIA H100", precision="fp16",
+                shapes=shapes)
+    key = engine_cache_key(**base)
+    assert len(key) == 64 and key == engine_cache_key(**base)
+    variants = [{"onnx_sha256": "b" * 64}, {"trt_version": "10.8.0"}, {"gpu_name": "NVIDIA A10"},
+                {"precision": "fp32"}, {"shapes": {"lr": ((1, 3, 16, 16), (4, 3, 16, 16), (16, 3, 16, 16))}}]
+    assert len({engine_cache_key(**(base | v)) for v in variants} | {key}) == len(variants) + 1
+    assert engine_file_name("generator", key) == f"generator-{key[:32]}.engine"
+
+
+@pytest.mark.trt
+def test_trt_backend_matches_ort(model):
+    pytest.importorskip("tensorrt")
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    ours = np.asarray(Upscaler(model, backend="trt").upscale(img, "a bird"), dtype=np.int16)
+    ref = np.asarray(Upscaler(model, backend="ort-cpu").upscale(img, "a bird"), dtype=np.int16)
+    assert np.abs(ours - ref).max() <= 1
+
+
+# --- API -----------------------------------------------------------------------------------------
+
+def test_upscale_accepts_pil_array_and_path(upscaler, tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "in.png")
+    a = upscaler.upscale(arr, "a red bird")
+    b = upscaler.upscale(Image.fromarray(arr), "a red bird")
+    c = upscaler.upscale(tmp_path / "in.png", "a red bird")
+    assert a.size == (64, 64) and a.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_output_depends_on_prompt_and_input(upscaler):
+    arr = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    red, blue = (np.asarray(upscaler.upscale(arr, p), np.int16) for p in ("a red bird", "a blue whale"))
+    assert np.abs(red - blue).max() > 2
+    other = np.asarray(upscaler.upscale(255 - arr, "a red bird"), np.int16)
+    assert np.abs(other - red).mean() > 20
+
+
+def test_alpha_upscaled_separately(upscaler):
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 3] = 0
+    rgba[4:12, 4:12, 3] = 255
+    out = upscaler.upscale(rgba, "a bird")
+    assert out.mode == "RGBA"
+    alpha = np.asarray(out)[..., 3]
+    assert alpha[32, 32] == 255 and alpha[2, 2] == 0  # the square, 4x larger
+
+
+def test_prompt_cache_encodes_each_prompt_once(model, monkeypatch):
+    up = Upscaler(model, backend="ort-cpu")
+    calls = []
+    run_text = up.backend.run_text
+    monkeypatch.setattr(up.backend, "run_text", lambda t: calls.append(t) or run_text(t))
+    for _ in range(5):
+        up.upscale(np.zeros((16, 16, 3), np.uint8), "a bird with a red crown")
+    up.encode_prompt("A bird with a  RED crown")  # same tokens after cleaning -> cached
+    assert len(calls) == 1 and up.prompt_cache_info().misses == 1
+    up.encode_prompt("another prompt")
+    assert len(calls) == 2
+
+
+def test_fp16_runs_and_nan_falls_back_to_fp32(model, tmp_path):
+    arr = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    good = Upscaler(model, precision="fp16")
+    assert good.backend.precision == "fp16"
+    good.upscale(arr, "a bird")
+    assert good.backend.precision == "fp16"  # healthy fp16 output is kept
+    poisoned = Upscaler(make_model_dir(tmp_path / "nan", fp16="nan"), precision="fp16")
+    with pytest.warns(UserWarning, match="NaN/Inf or constant: retrying in fp32"):
+        out = poisoned.upscale(arr, "a bird")
+    assert poisoned.backend.precision == "fp32"
+    fp32 = Upscaler(tmp_path / "nan").upscale(arr, "a bird")
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(fp32))
+
+
+def test_output_pixel_limit(model):
+    up = Upscaler(model, max_output_pixels=100 * 100)
+    with pytest.raises(ValueError, match="over the limit"):
+        up.upscale(np.zeros((40, 40, 3), np.uint8), "a bird")
+
+
+def test_empty_prompt_fails_before_work(upscaler):
+    with pytest.raises(ValueError, match="empty prompt"):
+        upscaler.upscale(np.zeros((16, 16, 3), np.uint8), "  ")
