@@ -1,6 +1,8 @@
 """`python -m clipsr.synthbirds export|survival|sheet`: write the dataset, measure colour survival, look at it."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -15,11 +17,22 @@ from clipsr.synthbirds.sheet import contact_sheet
 app = typer.Typer(add_completion=False, help="SynthBirds: procedural captioned birds for text-guided SR.")
 
 
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Bad arguments end in one line on stderr and exit status 2, not a traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def export(out: Path, split: str = "train", count: int = typer.Option(None, help="default: the split's size"),
            scale: int = 16, seed_offset: int = 0) -> None:
     """Write PNGs and OUT/<split>.jsonl (generic captioned-folder layout)."""
-    path = export_jsonl(out, split, count, scale, seed_offset)
+    with _one_line_errors():
+        path = export_jsonl(out, split, count, scale, seed_offset)
     typer.echo(f"wrote {path}")
 
 
@@ -29,7 +42,9 @@ def survival(n: int = 300, scale: int = 16) -> None:
     table = Table(title=f"part colour survival, {n} val birds, {scale}x bicubic")
     for column in ("part", "described", "HR accuracy", "LR accuracy"):
         table.add_column(column)
-    for part, acc in part_colour_survival(n, scale).items():
+    with _one_line_errors():
+        survival_table = part_colour_survival(n, scale)
+    for part, acc in survival_table.items():
         table.add_row(part, "yes" if part in DESCRIBED_PARTS else "", f"{acc['hr']:.1%}", f"{acc['lr']:.1%}")
     Console().print(table)
 
@@ -37,7 +52,9 @@ def survival(n: int = 300, scale: int = 16) -> None:
 @app.command()
 def sheet(out: Path, count: int = 12, columns: int = 3, scale: int = 16) -> None:
     """Save a contact sheet of val birds: HR beside its LR upsampled back."""
-    typer.echo(f"wrote {contact_sheet(out, count, columns, scale)}")
+    with _one_line_errors():
+        path = contact_sheet(out, count, columns, scale)
+    typer.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

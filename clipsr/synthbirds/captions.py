@@ -39,6 +39,11 @@ def captions(spec: BirdSpec, rng: np.random.Generator) -> list[str]:
     return result
 
 
+def bird_captions(spec: BirdSpec) -> list[str]:
+    """The fixed caption list of a bird, seeded by its seed (the first is the evaluation caption)."""
+    return captions(spec, np.random.default_rng([spec.seed, 2]))
+
+
 def edit(spec: BirdSpec, part: str, colour: str | int) -> BirdSpec:
     """The same bird (pose, scene, texture) with `part` in another vocabulary colour (name or index)."""
     if part not in COLOURED_PARTS:

@@ -11,20 +11,10 @@ import torch
 from torch.utils.data import Dataset
 
 from clipsr.data.resize import bicubic_downsample
-from clipsr.synthbirds.captions import captions, edit
+from clipsr.synthbirds.captions import bird_captions, edit
 from clipsr.synthbirds.palette import NAMES, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE, BirdSpec, render, sample_spec
-from clipsr.synthbirds.splits import split_seeds
-
-
-def bird_key(split: str, seed: int) -> str:
-    """Stable name of a bird, used for file names and result tables."""
-    return f"synthbirds-{split}-{seed:08d}"
-
-
-def bird_captions(spec: BirdSpec) -> list[str]:
-    """The fixed caption list of a bird (its first caption is the evaluation caption)."""
-    return captions(spec, np.random.default_rng([spec.seed, 2]))
+from clipsr.synthbirds.splits import bird_key, split_seeds
 
 
 class SynthBirdsDataset(Dataset):

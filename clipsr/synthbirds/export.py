@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 
 from clipsr.data.resize import bicubic_downsample
-from clipsr.synthbirds.dataset import bird_captions, bird_key
+from clipsr.synthbirds.captions import bird_captions
 from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE, render, sample_spec
-from clipsr.synthbirds.splits import split_seeds
+from clipsr.synthbirds.splits import bird_key, split_seeds
 
 
 def export_jsonl(out_dir: str | Path, split: str = "train", count: int | None = None, scale: int = 16,

@@ -1,6 +1,6 @@
 """The SynthBirds colour vocabulary: one RGB anchor per colour word, shared by renderer, captions and metrics.
 
-Anchors are far apart (smallest pairwise RGB distance about 90) so that a rendered colour with small jitter
+Anchors are far apart (smallest pairwise RGB distance 84) so that a rendered colour with small jitter
 is always nearest its own anchor, while a colour mixed with its surroundings quickly is not.
 """
 from __future__ import annotations

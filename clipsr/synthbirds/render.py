@@ -27,7 +27,7 @@ BELLY_PATTERNS: tuple[str, ...] = ("stripe", "speckle")
 _LABEL = {part: i for i, part in enumerate(PARTS)}
 _DETAIL = 255  # outlines, legs, highlights: pixels of no part
 _GRID = 32  # backgrounds are built on a coarse grid and upsampled
-_JITTER = 10  # per-channel colour jitter; anchors are >= 90 apart, so a part stays nearest its own colour
+_JITTER = 10  # per-channel colour jitter; anchors are > 80 apart, so a part stays nearest its own colour
 
 RGB = tuple[int, int, int]
 
@@ -67,7 +67,8 @@ class BirdSpec:
     def __post_init__(self) -> None:
         for part in COLOURED_PARTS:
             if getattr(self, part) not in COLOURS:
-                raise ValueError(f"BirdSpec.{part}={getattr(self, part)!r} is not a vocabulary colour ({', '.join(NAMES)})")
+                raise ValueError(f"BirdSpec.{part}={getattr(self, part)!r} is not a vocabulary colour "
+                                 f"({', '.join(NAMES)})")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"BirdSpec.background={self.background!r} is not one of {BACKGROUNDS}")
         if self.belly_pattern not in BELLY_PATTERNS:

@@ -19,3 +19,8 @@ def split_seeds(split: str, count: int | None = None, seed_offset: int = 0) -> r
         raise ValueError(f"count={count} and seed_offset={seed_offset} leave the {split} seed range "
                          f"[{seeds.start}, {seeds.stop})")
     return range(seeds.start + seed_offset, seeds.start + seed_offset + count)
+
+
+def bird_key(split: str, seed: int) -> str:
+    """Stable name of a bird, used for file names and result tables."""
+    return f"synthbirds-{split}-{seed:08d}"

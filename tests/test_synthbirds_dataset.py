@@ -1,0 +1,122 @@
+"""SynthBirds as a torch Dataset, its splits, the JSONL export and the command line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from clipsr.data.registry import build_dataset
+from clipsr.data.resize import bicubic_downsample
+from clipsr.synthbirds.__main__ import app
+from clipsr.synthbirds.captions import bird_captions
+from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
+from clipsr.synthbirds.export import export_jsonl
+from clipsr.synthbirds.render import DESCRIBED_PARTS, render
+from clipsr.synthbirds.sheet import contact_sheet
+from clipsr.synthbirds.splits import DEFAULT_COUNTS, SPLIT_SEEDS, split_seeds
+
+
+def test_split_seed_ranges_are_disjoint_and_bounded():
+    ranges = list(SPLIT_SEEDS.values())
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1:]:
+            assert a.stop <= b.start or b.stop <= a.start
+    assert len(split_seeds("val")) == DEFAULT_COUNTS["val"]
+    assert split_seeds("test", 3, 5) == range(SPLIT_SEEDS["test"].start + 5, SPLIT_SEEDS["test"].start + 8)
+    with pytest.raises(ValueError, match="leave the train seed range"):
+        split_seeds("train", 10, len(SPLIT_SEEDS["train"]) - 5)
+    with pytest.raises(ValueError, match="unknown SynthBirds split 'dev'"):
+        split_seeds("dev")
+
+
+def test_train_and_test_keys_never_overlap():
+    train = SynthBirdsDataset("train", count=50, seed_offset=0)
+    test = SynthBirdsDataset("test", count=50)
+    assert not set(train.seeds) & set(test.seeds)
+    assert len(SynthBirdsDataset("train")) == DEFAULT_COUNTS["train"]
+
+
+@pytest.mark.parametrize("scale", [16, 8, 4])
+def test_eval_item_shapes_ranges_and_first_caption(scale):
+    ds = SynthBirdsDataset("val", scale=scale, train=False, count=3)
+    item = ds[1]
+    assert item["hr"].shape == (3, 256, 256) and item["hr"].dtype == torch.float32
+    assert item["lr"].shape == (3, 256 // scale, 256 // scale) and item["lr"].dtype == torch.float32
+    for key in ("hr", "lr"):
+        assert -1 <= item[key].min() and item[key].max() <= 1
+    spec = ds.spec(1)
+    assert item["caption"] == bird_captions(spec)[0]
+    assert item["key"] == f"synthbirds-val-{spec.seed:08d}" and item["seed"] == spec.seed
+    assert torch.equal(item["colours"], described_colours(spec)) and torch.equal(item["lr_colours"], item["colours"])
+    hr = render(spec)[0].astype(np.float32) / 255
+    assert torch.allclose(item["hr"], torch.from_numpy(hr.transpose(2, 0, 1)) * 2 - 1)
+    lr = np.clip(bicubic_downsample(hr, scale), 0, 1)
+    assert torch.allclose(item["lr"], torch.from_numpy(lr.transpose(2, 0, 1)) * 2 - 1, atol=1e-6)
+    assert torch.equal(ds[1]["hr"], item["hr"]) and ds[1]["caption"] == item["caption"]
+
+
+def test_training_picks_captions_of_the_bird():
+    ds = SynthBirdsDataset("train", count=2)
+    torch.manual_seed(0)
+    picked = {ds[0]["caption"] for _ in range(30)}
+    assert picked <= set(bird_captions(ds.spec(0))) and len(picked) > 1
+
+
+def test_mismatched_lr_keeps_hr_and_caption_true():
+    honest = SynthBirdsDataset("train", count=4, train=False)
+    mismatched = SynthBirdsDataset("train", count=4, train=False, mismatch_lr_prob=1.0)
+    torch.manual_seed(0)
+    for i in range(4):
+        a, b = honest[i], mismatched[i]
+        assert torch.equal(a["hr"], b["hr"]) and a["caption"] == b["caption"]
+        assert torch.equal(a["colours"], b["colours"])
+        assert (b["lr_colours"] != b["colours"]).any()
+        assert not torch.equal(a["lr"], b["lr"])
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="scale 3"):
+        SynthBirdsDataset(scale=3)
+    with pytest.raises(ValueError, match="mismatch_lr_prob 1.5"):
+        SynthBirdsDataset(mismatch_lr_prob=1.5)
+
+
+def test_export_jsonl_round_trip(tmp_path):
+    path = export_jsonl(tmp_path, "val", count=3, scale=16)
+    assert path == tmp_path / "val.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    ds = SynthBirdsDataset("val", count=3, train=False)
+    assert len(lines) == 3
+    for i, entry in enumerate(lines):
+        spec = ds.spec(i)
+        hr = np.asarray(Image.open(tmp_path / entry["image"]).convert("RGB"))
+        assert np.array_equal(hr, render(spec)[0])
+        assert entry["captions"] == bird_captions(spec) and entry["key"] == ds[i]["key"]
+        assert entry["colours"] == {part: getattr(spec, part) for part in DESCRIBED_PARTS}
+        assert Image.open(tmp_path / entry["lr"]).size == (16, 16)
+    generic = build_dataset("jsonl", str(tmp_path), "val", 16, False)
+    assert len(generic) == 3 and generic[0]["caption"] == lines[0]["captions"][0]
+
+
+def test_contact_sheet(tmp_path):
+    path = contact_sheet(tmp_path / "sheet.png", count=4, columns=3)
+    assert Image.open(path).size == (3 * 512, 2 * 256)
+    with pytest.raises(ValueError, match="columns"):
+        contact_sheet(tmp_path / "x.png", count=4, columns=0)
+
+
+def test_cli_export_and_survival(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(tmp_path), "--split", "test", "--count", "2", "--scale", "8"])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "test.jsonl").read_text().splitlines()) == 2
+    assert len(list((tmp_path / "test_lr_x8").glob("*.png"))) == 2
+    result = runner.invoke(app, ["survival", "--n", "4"])
+    assert result.exit_code == 0, result.output
+    assert "crown" in result.output and "background" in result.output
+    result = runner.invoke(app, ["export", str(tmp_path), "--split", "dev", "--count", "2"])
+    assert result.exit_code == 2 and "error: unknown SynthBirds split 'dev'" in result.output
