@@ -60,7 +60,8 @@ class Upscaler:
     def _check_files(self, precision: str) -> None:
         """The precision must be exported; the files it uses must match their sha256."""
         m = self.manifest
-        m.stage_file("text_encoder", precision), m.stage_file("generator", precision)
+        for stage in ("text_encoder", "generator"):
+            m.stage_file(stage, precision)
         if self._verify:
             verify_files(m, [m.tokenizer["vocab"], m.text_encoder.files[precision], m.generator.files[precision]])
 
