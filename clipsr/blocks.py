@@ -1,0 +1,83 @@
+"""Text-conditioned building blocks of the generator (DF-GAN / GALIP style)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TEXT_REWEIGHTS = ("softmax", "none")
+
+
+def reweight_text(text: torch.Tensor, mode: str) -> torch.Tensor:
+    """The paper passes the sentence vector through a Softmax before the affine MLPs; rescaled by the
+    width so the weights average 1 and the affine layers see values of the usual size."""
+    if mode == "softmax":
+        return torch.softmax(text, dim=-1) * text.shape[-1]
+    if mode == "none":
+        return text
+    raise ValueError(f"text_reweight must be one of {TEXT_REWEIGHTS}, got {mode!r}")
+
+
+class Affine(nn.Module):
+    """gamma(t) * x + beta(t), per channel; starts as the identity (gamma = 1, beta = 0)."""
+
+    def __init__(self, text_dim: int, channels: int):
+        super().__init__()
+        self.gamma = nn.Sequential(nn.Linear(text_dim, channels), nn.ReLU(), nn.Linear(channels, channels))
+        self.beta = nn.Sequential(nn.Linear(text_dim, channels), nn.ReLU(), nn.Linear(channels, channels))
+        for mlp, bias in ((self.gamma, 1.0), (self.beta, 0.0)):
+            nn.init.zeros_(mlp[-1].weight)
+            nn.init.constant_(mlp[-1].bias, bias)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.gamma(text)[:, :, None, None] * x + self.beta(text)[:, :, None, None]
+
+
+class TIFBlock(nn.Module):
+    """Text-image fusion: Affine -> LReLU -> Affine -> LReLU, on a re-weighted sentence vector."""
+
+    def __init__(self, text_dim: int, channels: int, text_reweight: str = "softmax"):
+        super().__init__()
+        reweight_text(torch.zeros(1, 1), text_reweight)  # validate the mode at construction
+        self.text_reweight = text_reweight
+        self.affine1 = Affine(text_dim, channels)
+        self.affine2 = Affine(text_dim, channels)
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        text = reweight_text(text, self.text_reweight)
+        x = self.act(self.affine1(x, text))
+        return self.act(self.affine2(x, text))
+
+
+class GBlock(nn.Module):
+    """One refinement iteration: resize to `size`, then shortcut + [TIF -> conv -> TIF -> conv]."""
+
+    def __init__(self, text_dim: int, in_ch: int, out_ch: int, size: int, text_reweight: str):
+        super().__init__()
+        self.size = size
+        self.fuse1 = TIFBlock(text_dim, in_ch, text_reweight)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.fuse2 = TIFBlock(text_dim, out_ch, text_reweight)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, h: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        if h.shape[-1] != self.size:
+            h = F.interpolate(h, size=(self.size, self.size), mode="nearest")
+        residual = self.conv2(self.fuse2(self.conv1(self.fuse1(h, text)), text))
+        return self.shortcut(h) + residual
+
+
+class TBlock(nn.Module):
+    """GALIP's mapper block before the CLIP-ViT branch: conv down -> TIF -> conv up -> TIF, residual."""
+
+    def __init__(self, text_dim: int, channels: int, bottleneck: int, text_reweight: str):
+        super().__init__()
+        self.down = nn.Conv2d(channels, bottleneck, 3, padding=1)
+        self.fuse1 = TIFBlock(text_dim, bottleneck, text_reweight)
+        self.up = nn.Conv2d(bottleneck, channels, 3, padding=1)
+        self.fuse2 = TIFBlock(text_dim, channels, text_reweight)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return x + self.fuse2(self.up(self.fuse1(self.down(x), text)), text)

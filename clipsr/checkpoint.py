@@ -1,0 +1,79 @@
+"""Safe checkpoints: safetensors weights with the model config in the header metadata. Nothing is ever
+unpickled; the file is written to a temporary name and renamed, so a crash leaves no half file."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+
+from .config import ModelConfig
+from .model import CLIPSR
+
+FORMAT = "clipsr-checkpoint"
+VERSION = "1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, damaged or not what was asked for."""
+
+
+def atomic_path(path: Path) -> Path:
+    """A temporary sibling of `path`, so the final rename is atomic on one filesystem."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def save_checkpoint(model: CLIPSR, path: str | Path, **metadata: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = atomic_path(path)
+    meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_json(), **metadata}
+    try:
+        safetensors.torch.save_model(model, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:
+        raise CheckpointError(f"checkpoint {path} is damaged or not a safetensors file ({err})") from err
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a clipsr checkpoint (no '{FORMAT}' metadata)")
+    return meta
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    return ModelConfig.from_dict(json.loads(read_metadata(path)["config"]))
+
+
+def load_checkpoint(path: str | Path, *, preset: str | None = None, scale: int | None = None,
+                    map_location: str | torch.device = "cpu") -> CLIPSR:
+    """Rebuild the model from the checkpoint's own config (CLIP weights included, nothing fetched)."""
+    config = read_config(path)
+    if preset is not None and preset != config.preset:
+        raise CheckpointError(f"{path} holds preset {config.preset!r}, not {preset!r}")
+    if scale is not None and scale != config.generator.scale:
+        raise CheckpointError(f"{path} holds a {config.generator.scale}x model, not {scale}x")
+    # The checkpoint carries the frozen CLIP too: build it empty instead of fetching the weights.
+    model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
+    model.config = config
+    try:
+        missing, unexpected = safetensors.torch.load_model(model, str(path), strict=False, device=str(map_location))
+    except Exception as err:
+        raise CheckpointError(f"checkpoint {path} does not load: {err}") from err
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path} does not match its config: missing {sorted(missing)[:5]}, "
+                              f"unexpected {sorted(unexpected)[:5]}")
+    return model

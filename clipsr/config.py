@@ -1,0 +1,142 @@
+"""Model configuration: small frozen dataclasses and the named presets built from them.
+
+Presets are data (as in open_clip's model configs): every variant is the same code with other numbers.
+The CLIP architecture itself is an open_clip model config name (`ViT-B-32`, or our `clipsr-tiny` in
+`clip_configs/`), so open_clip stays the one place that knows how to build a CLIP.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SCALES = (4, 8, 16)
+HR_SIZE = 256
+FEATURE_SIZE = 8  # the encoder always ends at 8x8; the CLIP-ViT branch maps 8x8 to CLIP's 7x7 grid
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    """Which frozen CLIP: an open_clip architecture and where its weights come from."""
+
+    arch: str = "ViT-B-32"
+    # open_clip tag ("openai"), a local checkpoint path, or None for random weights (tests only).
+    pretrained: str | None = "openai"
+    quick_gelu: bool = True  # OpenAI's CLIP was trained with QuickGELU
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Widths and switches of the generator (DESIGN.md section 1)."""
+
+    scale: int = 16
+    lr_res_width: int = 256          # global skip conv and R1 width, at LR resolution
+    enc_width: int = 512             # width of every stride-2 level down to 8x8
+    refine_channels: tuple[int, ...] = (512, 512, 512, 256)  # one G-block per entry (n_iter = 4)
+    mapper_width: int = 32           # bottleneck of the TBlock before the CLIP-ViT branch
+    n_prompts: int = 8               # prompt tokens, injected before CLIP visual blocks 1..n_prompts
+    prompt_heads: int = 8
+    up_width: int = 64
+    text_reweight: str = "softmax"   # "softmax" (paper) or "none" (reference code)
+    skip_mismatch: str = "project"   # encoder skip of another width: "project" (1x1 conv) or "drop"
+    clip_branch: bool = True         # Table IV ablation: without the CLIP-ViT branch
+    use_text: bool = True            # Table IV ablation: text replaced by zeros
+    branch_gate_init: float = 0.1    # learnable gate of the CLIP-ViT branch; non-zero so it learns at once
+
+    @property
+    def lr_size(self) -> int:
+        return HR_SIZE // self.scale
+
+    @property
+    def refine_sizes(self) -> tuple[int, ...]:
+        """Sizes of the G-blocks: doubling from 8x8 up to the LR size, then staying there."""
+        return tuple(min(FEATURE_SIZE * 2**i, self.lr_size) for i in range(len(self.refine_channels)))
+
+    @property
+    def n_down(self) -> int:
+        return int(math.log2(self.lr_size // FEATURE_SIZE))
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """GALIP's CLIP-based discriminator: taps of the frozen CLIP visual tower and the D-block widths."""
+
+    taps: tuple[int, ...] = (1, 4, 8)     # patch tokens taken after these visual blocks (0-based)
+    out_width: int = 512                  # width of the last D-block, before the text head
+    head_width: int = 128
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    preset: str = "paper-b32"
+    clip: CLIPConfig = field(default_factory=CLIPConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        def build(kind, values):
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+            known = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(values) - known
+            if unknown:
+                raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
+            return kind(**values)
+
+        return cls(
+            preset=data.get("preset", "custom"),
+            clip=build(CLIPConfig, data.get("clip", {})),
+            generator=build(GeneratorConfig, data.get("generator", {})),
+            discriminator=build(DiscriminatorConfig, data.get("discriminator", {})),
+        )
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "paper-b32": ModelConfig(),
+    "tiny": ModelConfig(
+        preset="tiny",
+        clip=CLIPConfig(arch="clipsr-tiny", pretrained=None, quick_gelu=False),
+        generator=GeneratorConfig(
+            lr_res_width=32, enc_width=64, refine_channels=(64, 64, 64, 32), mapper_width=16,
+            n_prompts=3, prompt_heads=2, up_width=16,
+        ),
+        discriminator=DiscriminatorConfig(taps=(1, 2, 3), out_width=64, head_width=32),
+    ),
+}
+
+
+def get_config(preset: str, scale: int = 16, **overrides: Any) -> ModelConfig:
+    """A preset at a scale, with overrides given as `section.field=value` or plain generator fields."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    check_scale(scale)
+    config = PRESETS[preset]
+    config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, scale=scale))
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
+    """Set `clip.pretrained`, `generator.text_reweight`, ... on a frozen config."""
+    data = config.to_dict()
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        section = section or "generator"
+        if section not in ("clip", "generator", "discriminator") or name not in data[section]:
+            raise ValueError(f"unknown config key {key!r}")
+        data[section][name] = value
+    result = ModelConfig.from_dict(data)
+    check_scale(result.generator.scale)
+    return result
+
+
+def check_scale(scale: int) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES} (LR 64/32/16 px -> 256 px), got {scale!r}")

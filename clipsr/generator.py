@@ -1,0 +1,173 @@
+"""The CLIP-SR generator: image encoder per scale, CLIP-ViT branch with prompts, iterative refinement,
+PixelShuffle upsampler (DESIGN.md section 1)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import GBlock, TBlock
+from .clip import CLIPVisual
+from .config import FEATURE_SIZE, GeneratorConfig
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1)
+
+
+class ImageEncoder(nn.Module):
+    """LR -> global skip (LR_res), and one feature per level from the LR size down to 8x8."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.lr_res = conv3x3(3, cfg.refine_channels[-1])
+        self.r1 = conv3x3(3, cfg.lr_res_width)
+        widths = [cfg.lr_res_width] + [cfg.enc_width] * cfg.n_down
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.PReLU(widths[i]), conv3x3(widths[i], widths[i + 1], stride=2))
+            for i in range(cfg.n_down))
+        self.widths = {cfg.lr_size >> i: w for i, w in enumerate(widths)}  # size -> channels
+
+    def forward(self, lr: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        x = self.r1(lr)
+        skips = {x.shape[-1]: x}
+        for down in self.down:
+            x = down(x)
+            skips[x.shape[-1]] = x
+        return self.lr_res(lr), skips
+
+
+class PromptPredictor(nn.Module):
+    """Text -> n prompt tokens for the CLIP visual blocks: FC, then one pre-LN self-attention layer."""
+
+    def __init__(self, text_dim: int, width: int, n_prompts: int, heads: int):
+        super().__init__()
+        self.n_prompts, self.width = n_prompts, width
+        self.fc = nn.Linear(text_dim, n_prompts * width)
+        self.norm = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        prompts = self.fc(text).view(-1, self.n_prompts, self.width)
+        normed = self.norm(prompts)
+        return prompts + self.attn(normed, normed, normed, need_weights=False)[0]
+
+
+class CLIPViTBranch(nn.Module):
+    """GALIP's CLIP mapper: 8x8 feature + text -> CLIP visual blocks with prompts -> 8x8 feature.
+
+    Unlike the reference code, its output reaches the image: it is added, through a learnable gate, to
+    the 8x8 feature that enters the refinement module."""
+
+    def __init__(self, cfg: GeneratorConfig, clip_visual: CLIPVisual, text_dim: int):
+        super().__init__()
+        width = clip_visual.width
+        if cfg.n_prompts >= len(clip_visual.blocks):
+            raise ValueError(f"n_prompts={cfg.n_prompts} needs more than {len(clip_visual.blocks)} CLIP blocks")
+        self.clip_visual = clip_visual
+        self.mapper = TBlock(text_dim, cfg.enc_width, cfg.mapper_width, cfg.text_reweight)
+        grid = clip_visual.grid
+        self.to_tokens = nn.Conv2d(cfg.enc_width, width, FEATURE_SIZE - grid + 1)  # 8x8 -> 7x7
+        self.prompts = PromptPredictor(text_dim, width, cfg.n_prompts, cfg.prompt_heads)
+        self.from_tokens = nn.Conv2d(width, cfg.enc_width, 5, padding=2)
+        self.gate = nn.Parameter(torch.tensor(cfg.branch_gate_init))
+
+    def forward(self, feat: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        tokens_in = self.to_tokens(self.mapper(feat, text))                    # (B, W, 7, 7)
+        b, w, g, _ = tokens_in.shape
+        out = self.clip_visual.run_with_prompts(tokens_in.flatten(2).transpose(1, 2), self.prompts(text))
+        out = out.transpose(1, 2).reshape(b, w, g, g)
+        out = self.from_tokens(tokens_in + 0.1 * out)
+        out = F.interpolate(out, size=feat.shape[-2:], mode="bilinear", align_corners=False)
+        return feat + self.gate * out
+
+
+class Upsampler(nn.Module):
+    """Residual head at LR size plus the global skip, then log2(scale) PixelShuffle x2 stages."""
+
+    def __init__(self, in_ch: int, width: int, scale: int):
+        super().__init__()
+        self.head = nn.Sequential(
+            conv3x3(in_ch, width), nn.LeakyReLU(0.2), nn.Conv2d(width, width, 1), nn.LeakyReLU(0.2),
+            conv3x3(width, in_ch))
+        self.body = nn.Sequential(conv3x3(in_ch, width), nn.LeakyReLU(0.2))
+        stages = []
+        for _ in range(int(math.log2(scale))):
+            stages += [conv3x3(width, width * 4), nn.PixelShuffle(2), nn.LeakyReLU(0.2)]
+        self.stages = nn.Sequential(*stages)
+        self.out = conv3x3(width, 3)
+
+    def forward(self, h: torch.Tensor, lr_res: torch.Tensor) -> torch.Tensor:
+        x = self.head(h) + lr_res
+        return self.out(self.stages(self.body(x)))
+
+
+class Generator(nn.Module):
+    """(LR in [-1, 1], text embedding F_T) -> SR (B, 3, 256, 256). No output activation: values slightly
+    outside [-1, 1] are clamped when saved (as in the reference), which keeps gradients at the edges."""
+
+    def __init__(self, cfg: GeneratorConfig, clip_visual: CLIPVisual, text_dim: int):
+        super().__init__()
+        self.cfg, self.text_dim = cfg, text_dim
+        self.encoder = ImageEncoder(cfg)
+        self.branch = CLIPViTBranch(cfg, clip_visual, text_dim) if cfg.clip_branch else None
+        channels = (cfg.enc_width,) + cfg.refine_channels
+        self.refine = nn.ModuleList(
+            GBlock(text_dim, channels[i], channels[i + 1], size, cfg.text_reweight)
+            for i, size in enumerate(cfg.refine_sizes))
+        # Block index -> how its encoder skip joins; a block without an entry gets no skip.
+        self.skip_proj = nn.ModuleDict()
+        for i, (ch, size) in enumerate(zip(cfg.refine_channels, cfg.refine_sizes)):
+            proj = self._skip_projection(ch, size)
+            if proj is not None:
+                self.skip_proj[str(i)] = proj
+        self.upsampler = Upsampler(cfg.refine_channels[-1], cfg.up_width, cfg.scale)
+        self._init_convs()
+
+    def _init_convs(self) -> None:
+        """He init for LeakyReLU(0.2): PyTorch's default shrinks the signal ~0.4x per conv, ~1e-3 over
+        the upsampler, so the text and the CLIP-ViT branch would start out barely reaching the image."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and not any(module is m for m in self._frozen_modules()):
+                nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.zeros_(module.bias)
+        self.upsampler.out.weight.data.mul_(0.1)  # start near a flat image, not at the residuals' scale
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        return list(self.branch.clip_visual.modules()) if self.branch is not None else []
+
+    def _skip_projection(self, channels: int, size: int) -> nn.Module | None:
+        """How the encoder skip of `size` joins a G-block output of `channels` (None: left out)."""
+        skip_ch = self.encoder.widths[size]
+        if skip_ch == channels:
+            return nn.Identity()
+        if self.cfg.skip_mismatch == "project":
+            return nn.Conv2d(skip_ch, channels, 1)
+        if self.cfg.skip_mismatch == "drop":
+            return None
+        raise ValueError(f"skip_mismatch must be 'project' or 'drop', got {self.cfg.skip_mismatch!r}")
+
+    def forward(self, lr: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        self._check_inputs(lr, text)
+        if not self.cfg.use_text:
+            text = torch.zeros_like(text)
+        lr_res, skips = self.encoder(lr)
+        h = skips[FEATURE_SIZE]
+        if self.branch is not None:
+            h = self.branch(h, text)
+        for i, (block, size) in enumerate(zip(self.refine, self.cfg.refine_sizes)):
+            h = block(h, text)
+            if str(i) in self.skip_proj:
+                h = h + self.skip_proj[str(i)](skips[size])
+        return self.upsampler(h, lr_res)
+
+    def _check_inputs(self, lr: torch.Tensor, text: torch.Tensor) -> None:
+        size = self.cfg.lr_size
+        if lr.dim() != 4 or tuple(lr.shape[1:]) != (3, size, size):
+            raise ValueError(f"LR image must have shape (B, 3, {size}, {size}) at {self.cfg.scale}x, "
+                             f"got {tuple(lr.shape)}")
+        if text.dim() != 2 or text.shape[1] != self.text_dim or text.shape[0] != lr.shape[0]:
+            raise ValueError(f"text embedding must have shape ({lr.shape[0]}, {self.text_dim}), "
+                             f"got {tuple(text.shape)}")

@@ -1,0 +1,126 @@
+"""The CLIP-SR model (issue 2): shapes at every scale, the TIFBlock, the live CLIP-ViT branch, text
+reaching the image, and clear errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clipsr.blocks import TIFBlock
+from clipsr.config import get_config
+from clipsr.model import build_model
+
+
+@pytest.mark.parametrize("scale", [4, 8, 16])
+def test_forward_shapes_tiny(scale):
+    torch.manual_seed(0)
+    model = build_model("tiny", scale)
+    size = 256 // scale
+    with torch.no_grad():
+        sr = model(torch.rand(2, 3, size, size) * 2 - 1, model.tokenize(["a red bird", "a blue bird"]))
+    assert sr.shape == (2, 3, 256, 256)
+    assert torch.isfinite(sr).all()
+
+
+@pytest.mark.slow
+def test_forward_paper_b32_16x():
+    model = build_model("paper-b32", 16, **{"clip.pretrained": None}).eval()
+    with torch.no_grad():
+        sr = model(torch.zeros(1, 3, 16, 16), model.tokenize(["a bird with a red crown"]))
+    assert sr.shape == (1, 3, 256, 256)
+    assert torch.isfinite(sr).all()
+
+
+def test_tifblock_starts_as_identity_and_ignores_text():
+    torch.manual_seed(0)
+    block = TIFBlock(text_dim=8, channels=4)
+    x = torch.randn(2, 4, 5, 5)
+    lrelu = torch.nn.functional.leaky_relu
+    out_a = block(x, torch.randn(2, 8))
+    out_b = block(x, torch.randn(2, 8))
+    torch.testing.assert_close(block.affine1(x, torch.randn(2, 8)), x)
+    torch.testing.assert_close(out_a, lrelu(lrelu(x, 0.2), 0.2))
+    torch.testing.assert_close(out_a, out_b)
+
+
+def test_softmax_switch_changes_result():
+    torch.manual_seed(0)
+    soft, plain = TIFBlock(8, 4, "softmax"), TIFBlock(8, 4, "none")
+    plain.load_state_dict(soft.state_dict())
+    for p in soft.parameters():  # leave the identity initialisation so text matters
+        torch.nn.init.normal_(p, std=0.5)
+    plain.load_state_dict(soft.state_dict())
+    x, text = torch.randn(2, 4, 5, 5), torch.randn(2, 8)
+    assert (soft(x, text) - plain(x, text)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="text_reweight"):
+        TIFBlock(8, 4, "sigmoid")
+
+
+def test_clip_vit_branch_is_live(tiny16):
+    model = tiny16
+    lr = torch.rand(2, 3, 16, 16) * 2 - 1
+    text = model.encode_text(model.tokenize(["a bird with a red crown", "a bird with blue wings"]))
+    model.generator.zero_grad()
+    model.generator(lr, text).square().mean().backward()
+    branch = model.generator.branch
+    for name, module in (("prompt predictor", branch.prompts), ("mapper", branch.mapper)):
+        grads = [p.grad.abs().sum() for p in module.parameters() if p.grad is not None]
+        assert grads and sum(grads) > 0, f"no gradient reaches the {name}"
+    assert all(p.grad is None for p in model.clip_visual.parameters()), "the CLIP trunk must stay frozen"
+
+    with torch.no_grad():
+        base = model.generator(lr, text)
+        handle = branch.prompts.register_forward_hook(lambda m, i, out: out + torch.randn_like(out))
+        try:
+            perturbed = model.generator(lr, text)
+        finally:
+            handle.remove()
+    assert (base - perturbed).abs().max() > 1e-4, "perturbing a prompt token does not change the output"
+
+
+def test_text_reaches_the_image_after_training():
+    """Same LR, two captions, two targets: only the text can tell them apart."""
+    torch.manual_seed(0)
+    model = build_model("tiny", 16)
+    tokens = model.tokenize(["a bird with a red crown", "a large green parrot sitting on a branch"])
+    text = model.encode_text(tokens)
+    lr = torch.zeros(2, 3, 16, 16)
+    target = torch.stack([torch.full((3, 256, 256), 0.5), torch.full((3, 256, 256), -0.5)])
+    opt = torch.optim.Adam(model.trainable_parameters("generator"), lr=1e-3)
+    for _ in range(30):
+        opt.zero_grad()
+        loss = (model.generator(lr, text) - target).abs().mean()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        right = model.generator(lr, text)
+        swapped = model.generator(lr, text.flip(0))
+    assert (right - target).abs().mean() < (swapped - target).abs().mean() - 0.1
+    assert (right - swapped).abs().mean() > 0.2
+
+
+def test_clear_errors(tiny16):
+    with pytest.raises(ValueError, match="scale must be one of"):
+        get_config("tiny", 3)
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_config("huge", 16)
+    text = torch.zeros(1, tiny16.text_encoder.embed_dim)
+    with pytest.raises(ValueError, match=r"LR image must have shape \(B, 3, 16, 16\)"):
+        tiny16.generator(torch.zeros(1, 3, 32, 32), text)
+    with pytest.raises(ValueError, match="text embedding must have shape"):
+        tiny16.generator(torch.zeros(1, 3, 16, 16), torch.zeros(1, 7))
+    with pytest.raises(ValueError, match=r"tokens must have shape \(B, 77\)"):
+        tiny16.text_encoder(torch.zeros(1, 10, dtype=torch.long))
+
+
+def test_ablation_switches_are_config():
+    no_branch = build_model("tiny", 16, clip_branch=False)
+    assert no_branch.generator.branch is None
+    drop = build_model("tiny", 16, skip_mismatch="drop")
+    project = build_model("tiny", 16)
+    assert len(drop.generator.skip_proj) < len(project.generator.skip_proj)
+    no_text = build_model("tiny", 16, use_text=False).eval()
+    lr = torch.zeros(1, 3, 16, 16)
+    with torch.no_grad():
+        a = no_text.generator(lr, torch.randn(1, 64))
+        b = no_text.generator(lr, torch.randn(1, 64))
+    torch.testing.assert_close(a, b)
