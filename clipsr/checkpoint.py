@@ -2,6 +2,7 @@
 unpickled; the file is written to a temporary name and renamed, so a crash leaves no half file."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -15,6 +16,8 @@ from .config import ModelConfig
 from .model import CLIPSR
 
 FORMAT = "clipsr-checkpoint"
+# The built-in demo model (issue 4), trained on SynthBirds; `clipsr-export` uses it when given no checkpoint.
+DEMO_CHECKPOINT = Path(__file__).parent / "demo" / "synthbirds-tiny-x16.safetensors"
 VERSION = "1"
 
 
@@ -27,8 +30,12 @@ def atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-def save_checkpoint(model: CLIPSR, path: str | Path, **metadata: str) -> Path:
+def save_checkpoint(model: CLIPSR, path: str | Path, *, dtype: torch.dtype | None = None,
+                    **metadata: str) -> Path:
+    """Weights (optionally stored as `dtype`, e.g. float16 to halve a shipped file) + config."""
     path = Path(path)
+    if dtype is not None:
+        model = copy.deepcopy(model).to(dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic_path(path)
     meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_json(), **metadata}
