@@ -1,0 +1,77 @@
+"""`clipsr-export`: a trained model (checkpoint; the built-in demo by default) -> a model folder for the
+torch-free runtime (ONNX, FP16, TensorRT engines, model.json), checked against PyTorch.
+
+Heavy imports (torch, onnx) happen inside the command, so `--help` is instant. Every failure is one
+line on stderr and exit status 1, with nothing written.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                  help="Export a CLIP-SR model to ONNX / FP16 / TensorRT with a model.json manifest.")
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def export(
+    scale: int = typer.Option(16, help="4 | 8 | 16 (LR 64/32/16 px -> 256 px); must match the checkpoint."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A clipsr checkpoint (default: the built-in demo)."),
+    preset: Optional[str] = typer.Option(None, help="tiny | paper-b32: checked against the checkpoint, "
+                                                    "or the preset of a --random model."),
+    random: bool = typer.Option(False, "--random", help="Untrained model of --preset (benchmarks, tests)."),
+    out: Optional[Path] = typer.Option(None, help="Model folder to write (default: ./<name>)."),
+    name: Optional[str] = typer.Option(None, help="Model name in model.json (default: checkpoint stem)."),
+    precision: str = typer.Option("fp32,fp16", help="Comma-separated precisions; fp32 is required."),
+    trt: bool = typer.Option(False, "--trt", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
+    batch_max: int = typer.Option(4, help="Largest batch of the TensorRT profiles (the runtime's --batch)."),
+    opset: int = typer.Option(18, help="ONNX opset."),
+) -> None:
+    """Write the model folder; fails (exit 1, nothing written) when ONNX and PyTorch disagree."""
+    try:
+        _export(scale, checkpoint, preset, random, out, name, precision, trt, batch_max, opset)
+    except (ValueError, OSError, RuntimeError) as exc:
+        _err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _err.print("error: interrupted (nothing written)", markup=False)
+        raise typer.Exit(130) from None
+
+
+def _export(scale: int, checkpoint: Path | None, preset: str | None, random: bool, out: Path | None,
+            name: str | None, precision: str, trt: bool, batch_max: int, opset: int) -> None:
+    from clipsr_export.pipeline import ExportOptions, default_name, export_model, load_model
+
+    options = ExportOptions(precisions=tuple(p.strip() for p in precision.split(",") if p.strip()),
+                            opset=opset, trt=trt, batch_max=batch_max, name=name)
+    if trt:  # before loading anything: a missing TensorRT is a quick, clear error
+        from clipsr_export.tensorrt import require_tensorrt
+
+        require_tensorrt()
+    model, source = load_model(checkpoint, preset, scale, random)
+    folder = out or Path(name or default_name(model, source))
+    steps = options.steps()
+    with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_err, transient=True) as progress:
+        task = progress.add_task("export", total=len(steps))
+
+        def on_step(step: str) -> None:
+            progress.update(task, description=step, completed=steps.index(step))
+
+        result = export_model(model, folder, options, source=source, on_step=on_step)
+        progress.update(task, completed=len(steps))
+    for step, seconds in result.seconds.items():
+        _err.print(f"  {step:<32} {seconds:7.2f} s", markup=False)
+    for prec, figures in result.manifest["parity"].items():
+        _err.print(f"  parity {prec}: " + ", ".join(f"{k} {v:.7g}" if k == "text_cosine" else f"{k} {v:.3g}" for k, v in figures.items()), markup=False)
+    _err.print(f"wrote {result.folder} ({result.manifest['name']}, {scale}x, "
+               f"{', '.join(options.precisions)}{', TensorRT' if trt else ''})", markup=False)
+
+
+def main() -> None:
+    app()

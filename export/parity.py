@@ -1,0 +1,143 @@
+"""Does the exported pair of graphs compute what PyTorch computes? ONNX Runtime (CPU) against the
+PyTorch model on sample inputs, end to end as the runtime runs it: tokens -> ONNX text encoder ->
+its embedding -> ONNX generator -> SR, against `model.generator(lr, model.encode_text(tokens))`.
+
+Figures: `text_max_abs` and `text_cosine` (the smallest over the batch) for the text embedding,
+`sr_max_abs` for the raw SR output and `sr_psnr_db` between the two SR images clamped to the value
+range [-1, 1] (peak-to-peak 2; capped at 200 dB, which identical images would exceed).
+
+Thresholds (measured on CPU, ORT 1.32, torch 2.14.1, random weights, 3 samples; worst over the runs):
+- fp32: tiny preset at 4x/8x/16x: text_max_abs <= 2e-6, sr_max_abs <= 1e-5, PSNR >= 115 dB;
+  paper-b32 at 16x: text_max_abs ~2e-6, sr_max_abs ~2e-5, PSNR ~115 dB. The limits below (text 1e-4,
+  cosine 0.99999, SR 1e-3, PSNR 80 dB) leave 10-50x headroom for other CPUs/ORT builds (different
+  kernels and summation order) yet catch any real export bug (a wrong op, pooling at the wrong token,
+  a dropped branch), which moves outputs by >= 1e-2.
+- fp16 (mixed precision, LayerNorm/Softmax/reductions in fp32): tiny: text_max_abs ~2e-3, cosine
+  > 0.999999, sr_max_abs ~4e-3, PSNR ~70 dB; paper-b32: see the export report. fp16 has ~3 decimal
+  digits, so the limits are loose (text cosine 0.999, SR PSNR 35 dB, a visible-difference level for 8-bit
+  images) and mainly catch overflow (NaN/Inf, saturated outputs), which fails them by far.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clipsr.config import HR_SIZE
+from clipsr.data.resize import bicubic_downsample, imresize
+from clipsr.model import CLIPSR
+
+SAMPLE_CAPTIONS = (
+    "a small bird with a red crown and a short black beak",
+    "this bird has wings that are blue and a white belly",
+    "a yellow bird",
+)
+PSNR_CAP_DB = 200.0
+
+
+class ParityError(ValueError):
+    """The exported graphs do not compute what PyTorch computes (within the thresholds)."""
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Sample inputs: tokens (B,77) int32 with EOT at different positions, LR images (B,3,h,w)."""
+
+    tokens: np.ndarray
+    lr: np.ndarray
+
+
+@dataclass(frozen=True)
+class Outputs:
+    text_embedding: np.ndarray
+    sr: np.ndarray
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    text_max_abs: float
+    text_cosine: float
+    sr_max_abs: float
+    sr_psnr_db: float
+
+
+THRESHOLDS = {
+    "fp32": Thresholds(text_max_abs=1e-4, text_cosine=0.99999, sr_max_abs=1e-3, sr_psnr_db=80.0),
+    "fp16": Thresholds(text_max_abs=5e-2, text_cosine=0.999, sr_max_abs=0.25, sr_psnr_db=35.0),
+}
+
+
+def _photos() -> list[np.ndarray]:
+    """Natural images bundled with scikit-image (no download), as float RGB in [0, 1]."""
+    from skimage import data
+
+    return [im.astype(np.float32) / 255 for im in (data.astronaut(), data.chelsea(), data.coffee())]
+
+
+def sample_inputs(model: CLIPSR, batch: int = len(SAMPLE_CAPTIONS)) -> Samples:
+    """LR images made the way datasets make them (square crop at 256 px, MATLAB bicubic down by the
+    model's scale), in [-1, 1]; captions of different lengths, so EOT pooling is checked per row."""
+    photos = _photos()
+    lrs = []
+    for i in range(batch):
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        side = min(h, w)
+        square = img[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2]
+        lrs.append(bicubic_downsample(imresize(square, (HR_SIZE, HR_SIZE)), model.config.generator.scale))
+    lr = np.clip(np.stack(lrs).transpose(0, 3, 1, 2), 0, 1) * 2 - 1
+    captions = [SAMPLE_CAPTIONS[i % len(SAMPLE_CAPTIONS)] for i in range(batch)]
+    tokens = model.tokenize(captions).numpy().astype(np.int32)
+    return Samples(tokens=tokens, lr=lr.astype(np.float32))
+
+
+def torch_outputs(model: CLIPSR, samples: Samples) -> Outputs:
+    """What PyTorch computes (the reference)."""
+    with torch.no_grad():
+        text = model.encode_text(torch.from_numpy(samples.tokens))
+        sr = model.generator(torch.from_numpy(samples.lr), text)
+    return Outputs(text.numpy(), sr.numpy())
+
+
+def ort_session(path: str | Path, precision: str):
+    """A CPU session; fp16 graphs need ORT_ENABLE_EXTENDED (the default level crashes on them)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if precision == "fp16":
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def onnx_outputs(text_encoder: str | Path, generator: str | Path, samples: Samples, precision: str) -> Outputs:
+    """What ONNX Runtime computes, end to end as the runtime does it."""
+    text = ort_session(text_encoder, precision).run(["text_embedding"], {"tokens": samples.tokens})[0]
+    sr = ort_session(generator, precision).run(["sr"], {"lr": samples.lr, "text_embedding": text})[0]
+    return Outputs(text, sr)
+
+
+def compare(reference: Outputs, actual: Outputs) -> dict[str, float]:
+    """The parity figures of `actual` against `reference` (NaN/Inf in `actual` give NaN figures)."""
+    ref_t, act_t = reference.text_embedding.astype(np.float64), actual.text_embedding.astype(np.float64)
+    cosine = (ref_t * act_t).sum(1) / (np.linalg.norm(ref_t, axis=1) * np.linalg.norm(act_t, axis=1))
+    ref_sr = np.clip(reference.sr.astype(np.float64), -1, 1)
+    act_sr = np.clip(actual.sr.astype(np.float64), -1, 1)
+    mse = float(np.mean((ref_sr - act_sr) ** 2))
+    psnr = PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, 10 * math.log10(4.0 / mse))
+    figures = {"text_max_abs": float(np.abs(ref_t - act_t).max()), "text_cosine": float(cosine.min()),
+               "sr_max_abs": float(np.abs(reference.sr.astype(np.float64) - actual.sr).max()),
+               "sr_psnr_db": psnr}
+    finite = np.isfinite(actual.text_embedding).all() and np.isfinite(actual.sr).all()
+    return figures if finite else {k: math.nan for k in figures}
+
+
+def check(figures: dict[str, float], precision: str, what: str) -> None:
+    """Raise ParityError when a figure is worse than the precision's threshold (NaN always is)."""
+    limits = asdict(THRESHOLDS[precision])
+    bad = [f"{k} {figures[k]:.3g} (limit {v:g})" for k, v in limits.items()
+           if not (figures[k] >= v if k in ("text_cosine", "sr_psnr_db") else figures[k] <= v)]
+    if bad:
+        raise ParityError(f"{what}: {precision} ONNX output differs from PyTorch: {', '.join(bad)}")

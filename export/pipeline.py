@@ -1,0 +1,190 @@
+"""The export as a whole: model -> staged folder (ONNX, FP16, parity, vocabulary, engines, manifest) ->
+moved into place. Every check that can fail fast (options, TensorRT, the destination) runs before the
+slow tracing, and any failure after it leaves nothing behind (`writer.staged_folder`)."""
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+
+from clipsr.checkpoint import DEMO_CHECKPOINT, load_checkpoint
+from clipsr.config import HR_SIZE
+from clipsr.model import CLIPSR, build_model
+from clipsr_export import fp16, onnx_export, parity, tensorrt
+from clipsr_export.manifest import ENGINES, STAGES, build_manifest, sha256, write_manifest
+from clipsr_export.writer import check_destination, staged_folder
+
+PRECISIONS = ("fp32", "fp16")
+VOCAB = "bpe_simple_vocab_16e6.txt.gz"
+FILES = {"fp32": "{stage}.onnx", "fp16": "{stage}.fp16.onnx"}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    precisions: tuple[str, ...] = ("fp32", "fp16")
+    opset: int = onnx_export.DEFAULT_OPSET
+    trt: bool = False
+    batch_max: int = 4  # the runtime's default --batch, so its TensorRT backend finds these engines
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.precisions if p not in PRECISIONS]
+        if unknown or "fp32" not in self.precisions:
+            raise ValueError(f"precisions must include fp32 and come from {', '.join(PRECISIONS)}, "
+                             f"got {','.join(self.precisions)}")
+        if not 13 <= self.opset <= 21:
+            raise ValueError(f"opset must be between 13 and 21 (18 recommended), got {self.opset}")
+        if self.batch_max < 1:
+            raise ValueError(f"batch-max must be >= 1, got {self.batch_max}")
+
+    def steps(self) -> list[str]:
+        """Names of the steps `export_model` reports, in order (for progress bars)."""
+        steps = ["text encoder -> ONNX", "generator -> ONNX"]
+        steps += ["FP16 conversion"] * ("fp16" in self.precisions)
+        steps += [f"{p} parity vs PyTorch" for p in self.precisions]
+        steps += [f"TensorRT {p} engines" for p in self.precisions] * self.trt
+        return steps + ["manifest and move into place"]
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    manifest: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def load_model(checkpoint: str | Path | None, preset: str | None, scale: int, random: bool) -> tuple[CLIPSR, str]:
+    """The model to export and a description of its source for the manifest.
+
+    A checkpoint (or, without one, the built-in demo checkpoint); `random` builds an untrained model of
+    `preset` (benchmarks and tests only; CLIP weights random too, nothing is downloaded)."""
+    if random:
+        if checkpoint is not None:
+            raise ValueError("--random and --checkpoint exclude each other")
+        torch.manual_seed(0)
+        return build_model(preset or "tiny", scale, **{"clip.pretrained": None}).eval(), "random"
+    path = Path(checkpoint) if checkpoint is not None else DEMO_CHECKPOINT
+    if checkpoint is None and not path.is_file():
+        raise FileNotFoundError(f"the built-in demo checkpoint {path} does not exist yet: pass "
+                                "--checkpoint PATH (or --random for an untrained model)")
+    return load_checkpoint(path, preset=preset, scale=scale).eval(), str(path)
+
+
+def default_name(model: CLIPSR, source: str) -> str:
+    cfg = model.config
+    return f"random-{cfg.preset}-x{cfg.generator.scale}" if source == "random" else Path(source).stem
+
+
+def vocab_file() -> Path:
+    path = Path(open_clip.__file__).parent / VOCAB
+    if not path.is_file():
+        raise FileNotFoundError(f"open_clip's BPE vocabulary {path} is missing (reinstall open_clip_torch)")
+    return path
+
+
+def _tokenizer(model: CLIPSR) -> dict[str, Any]:
+    tok = model.tokenizer
+    if not isinstance(tok, open_clip.tokenizer.SimpleTokenizer):
+        raise ValueError(f"the runtime reads CLIP's BPE tokenizer only; this model uses {type(tok).__name__}")
+    return {"vocab": VOCAB, "context_length": model.text_encoder.context_length,
+            "sot_token": tok.sot_token_id, "eot_token": tok.eot_token_id, "lowercase": True}
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"clipsr_version": importlib.metadata.version("clipsr"), "torch": torch.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "onnxconverter_common": importlib.metadata.version("onnxconverter-common")}
+
+
+class _Steps:
+    """Announces each step as it starts (progress) and times it."""
+
+    def __init__(self, on_step: Callable[[str], None] | None) -> None:
+        self.on_step = on_step
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.on_step:
+            self.on_step(name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 2)
+
+
+def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = ExportOptions(), source: str = "random",
+                 on_step: Callable[[str], None] | None = None) -> ExportResult:
+    """Export `model` into the model folder `out` (replacing an earlier export there, atomically).
+
+    Raises ParityError when ONNX Runtime disagrees with PyTorch beyond `parity.THRESHOLDS`,
+    TensorRTUnavailableError for `trt` without TensorRT, OutputError for an unwritable `out`;
+    `on_step(name)` is called as each of `options.steps()` starts."""
+    model = model.eval()
+    trt_info = tensorrt.require_tensorrt() if options.trt else None
+    vocab = vocab_file()
+    tokenizer = _tokenizer(model)
+    samples = parity.sample_inputs(model)
+    reference = parity.torch_outputs(model, samples)
+    step = _Steps(on_step)
+    with staged_folder(out) as folder:
+        files = {stage: {p: FILES[p].format(stage=stage) for p in options.precisions} for stage in STAGES}
+        specs = {"text_encoder": onnx_export.text_encoder_spec(model, torch.from_numpy(samples.tokens)),
+                 "generator": onnx_export.generator_spec(model, torch.from_numpy(samples.lr),
+                                                         torch.from_numpy(reference.text_embedding))}
+        exporter = {}
+        for stage, name in zip(STAGES, options.steps()):
+            with step(name):
+                exporter[stage] = onnx_export.export_graph(specs[stage], folder / files[stage]["fp32"], options.opset)
+        if "fp16" in options.precisions:
+            with step("FP16 conversion"):
+                for stage in STAGES:
+                    fp16.convert_fp16(folder / files[stage]["fp32"], folder / files[stage]["fp16"])
+        figures = {}
+        for precision in options.precisions:
+            with step(f"{precision} parity vs PyTorch"):
+                actual = parity.onnx_outputs(folder / files["text_encoder"][precision],
+                                             folder / files["generator"][precision], samples, precision)
+                figures[precision] = parity.compare(reference, actual)
+                parity.check(figures[precision], precision, f"{model.config.preset} {model.scale}x")
+        shutil.copyfile(vocab, folder / VOCAB)
+        engines = []
+        for precision in options.precisions if trt_info else ():
+            with step(f"TensorRT {precision} engines"):
+                engines += _build_engines(model, folder, files, precision, options.batch_max, *trt_info)
+        with step("manifest and move into place"):
+            cfg = model.config
+            manifest = build_manifest(
+                folder, name=options.name or default_name(model, source), preset=cfg.preset,
+                scale=cfg.generator.scale, lr_size=cfg.generator.lr_size, hr_size=HR_SIZE, opset=options.opset,
+                tokenizer=tokenizer, stage_files=files, parity=figures,
+                source={"checkpoint": source, **_versions(), "exporter": exporter}, engines=engines)
+            write_manifest(folder, manifest)
+    return ExportResult(Path(out), manifest, step.seconds)
+
+
+def _build_engines(model: CLIPSR, folder: Path, files: dict[str, dict[str, str]], precision: str,
+                   batch_max: int, trt_version: str, gpu: str) -> list[dict[str, Any]]:
+    """Both stages' engines at one precision, named by the runtime's cache key."""
+    built = []
+    timing_cache = tensorrt.default_timing_cache(trt_version, gpu)
+    for stage in STAGES:
+        onnx_path = folder / files[stage][precision]
+        shapes = tensorrt.profile_shapes(stage, batch_max, model.config.generator.lr_size,
+                                         model.text_encoder.embed_dim, model.text_encoder.context_length)
+        key = tensorrt.engine_cache_key(sha256(onnx_path), trt_version, gpu, precision, shapes)
+        name = f"{ENGINES}/{tensorrt.engine_file_name(stage, key)}"
+        tensorrt.build_engine(onnx_path, folder / name, shapes, timing_cache)
+        built.append({"stage": stage, "precision": precision, "file": name, "key": key, "tensorrt": trt_version,
+                      "gpu": gpu, "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}})
+    return built

@@ -1,0 +1,103 @@
+"""TensorRT engines for a model folder, built at export time so the runtime's first run is instant.
+
+Engines are strongly typed: the precision comes from the ONNX file (the FP16 engine is built from the
+mixed-precision ONNX; TensorRT 11 has no BuilderFlag.FP16, TensorRT 10 needs the STRONGLY_TYPED
+network flag). Each engine is named by the same cache key the runtime computes
+(`clipsr_runtime.backends.tensorrt.engine_cache_key`, docs/model-folder.md), over the ONNX sha256, the
+TensorRT version, the GPU, the precision and the optimisation-profile shapes, so the runtime finds it.
+The profile shapes are the runtime's: batches (1, max_batch // 2, max_batch) at the model's LR size.
+A timing cache file speeds up rebuilds of the same layers (per TensorRT version and GPU).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+
+class TensorRTUnavailableError(RuntimeError):
+    """--trt asked for engines on a machine without TensorRT or a CUDA GPU."""
+
+
+def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str,
+                     shapes: Shapes) -> str:
+    """sha256 over everything an engine depends on; must equal the runtime's key (tested)."""
+    blob = json.dumps({"onnx_sha256": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name,
+                       "precision": precision,
+                       "shapes": {k: [list(s) for s in v] for k, v in sorted(shapes.items())}},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def engine_file_name(stage: str, key: str) -> str:
+    return f"{stage}-{key[:32]}.engine"
+
+
+def profile_shapes(stage: str, max_batch: int, lr_size: int, text_dim: int, context_length: int = 77) -> Shapes:
+    """(min, opt, max) input shapes of a stage, as the runtime's TensorRT backend asks for them."""
+    batches = (1, max(1, max_batch // 2), max_batch)
+    if stage == "text_encoder":
+        return {"tokens": tuple((b, context_length) for b in batches)}
+    return {"lr": tuple((b, 3, lr_size, lr_size) for b in batches),
+            "text_embedding": tuple((b, text_dim) for b in batches)}
+
+
+def require_tensorrt() -> tuple[str, str]:
+    """(TensorRT version, GPU name) or a clear TensorRTUnavailableError; checked before any export."""
+    if importlib.util.find_spec("tensorrt") is None:
+        raise TensorRTUnavailableError("--trt needs TensorRT, which is not installed (pip install "
+                                       "'clipsr[trt]' where NVIDIA's package index is reachable)")
+    import tensorrt as trt
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TensorRTUnavailableError("--trt needs a CUDA GPU, and torch sees none")
+    return trt.__version__, torch.cuda.get_device_name(0)
+
+
+def default_timing_cache(trt_version: str, gpu: str) -> Path:
+    """Per-user timing cache, shared by every export on this TensorRT version and GPU."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    tag = hashlib.sha256(f"{trt_version}|{gpu}".encode()).hexdigest()[:16]
+    return base / "clipsr" / "tensorrt" / f"timing-{tag}.cache"
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, shapes: Shapes, timing_cache: str | Path) -> Path:
+    """Build and serialise a strongly typed engine with one optimisation profile; updates the cache."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # TensorRT 10; always on in 11
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 engines keep fp32 parity
+    timing_cache = Path(timing_cache)
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
+    engine_path = Path(engine_path)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    engine_path.write_bytes(bytes(serialized))
+    timing_cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = timing_cache.with_name(f".{timing_cache.name}.{os.getpid()}")
+    tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    os.replace(tmp, timing_cache)
+    return engine_path
