@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import safetensors
 import safetensors.torch
 import torch
 
+from .atomic import atomic_write
 from .config import ModelConfig
 from .model import CLIPSR
 
@@ -25,26 +25,13 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, damaged or not what was asked for."""
 
 
-def atomic_path(path: Path) -> Path:
-    """A temporary sibling of `path`, so the final rename is atomic on one filesystem."""
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
 def save_checkpoint(model: CLIPSR, path: str | Path, *, dtype: torch.dtype | None = None,
                     **metadata: str) -> Path:
     """Weights (optionally stored as `dtype`, e.g. float16 to halve a shipped file) + config."""
-    path = Path(path)
     if dtype is not None:
         model = copy.deepcopy(model).to(dtype)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
     meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_json(), **metadata}
-    try:
-        safetensors.torch.save_model(model, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: safetensors.torch.save_model(model, str(tmp), metadata=meta))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -76,6 +63,13 @@ def load_checkpoint(path: str | Path, *, preset: str | None = None, scale: int |
     # The checkpoint carries the frozen CLIP too: build it empty instead of fetching the weights.
     model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
     model.config = config
+    return load_weights(model, path, map_location)
+
+
+def load_weights(model: CLIPSR, path: str | Path, map_location: str | torch.device = "cpu") -> CLIPSR:
+    """Load a checkpoint's weights into a model built from the same config, in place."""
+    if read_config(path).to_dict() != model.config.to_dict():
+        raise CheckpointError(f"checkpoint {path} was made with another model config")
     try:
         missing, unexpected = safetensors.torch.load_model(model, str(path), strict=False, device=str(map_location))
     except Exception as err:

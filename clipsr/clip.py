@@ -69,6 +69,15 @@ def _missing_weights_message(config: CLIPConfig, err: Exception) -> str:
             f"weights (clip.pretrained=/path/to/open_clip_model.safetensors)")
 
 
+def clip_preprocess(image: torch.Tensor, size: int) -> torch.Tensor:
+    """[-1, 1] image of any size -> CLIP's input: mapped to [0, 1] and normalised once, resized with
+    antialiased bicubic (the reference code did the mapping twice and resized nearest)."""
+    x = F.interpolate((image + 1) / 2, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 class CLIPText(nn.Module):
     """Frozen text tower: tokens (B, 77) -> pooled end-of-text embedding (B, D) and per-token features."""
 
@@ -117,8 +126,6 @@ class CLIPVisual(nn.Module):
         self.grid = visual.grid_size[0]
         self.image_size = visual.image_size[0]
         self.embed_dim = visual.proj.shape[1]
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True):
         return super().train(False)
@@ -143,9 +150,7 @@ class CLIPVisual(nn.Module):
     def image_features(self, image: torch.Tensor, taps: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """An image in [-1, 1] of any size -> tapped patch tokens (B, len(taps), W, g, g) and the
         CLIP image embedding (B, D) (ln_post of the class token, projected)."""
-        x = F.interpolate((image + 1) / 2, size=(self.image_size, self.image_size), mode="bicubic",
-                          align_corners=False, antialias=True)
-        x = self.conv1((x - self.mean) / self.std).flatten(2).transpose(1, 2)
+        x = self.conv1(clip_preprocess(image, self.image_size)).flatten(2).transpose(1, 2)
         x = self.embed(x)
         feats = []
         for i, block in enumerate(self.blocks):

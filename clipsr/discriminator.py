@@ -61,7 +61,7 @@ class Discriminator(nn.Module):
         """Image in [-1, 1] -> (tapped CLIP features (B, T, W, 7, 7), CLIP image embedding (B, D))."""
         return self.clip_visual.image_features(image, self.cfg.taps)
 
-    def logits(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Tapped features + sentence vector -> one real/matching logit per image."""
         x = feats[:, 0]
         for i, block in enumerate(self.blocks):

@@ -1,0 +1,182 @@
+"""The CLIP-SR training loop (DESIGN.md section 2): one D step, one G step, per batch.
+
+D: hinge on (real, text) vs (fake, text) and (real, mismatched text), plus MA-GP on the real pair.
+G: L1 + VGG perceptual + lambda_adv * (-D(fake, text) - alpha * cos(CLIP(fake), text)).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import distributed
+from .checkpoint import load_weights, save_checkpoint
+from .data.registry import build_dataset
+from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp
+from .model import CLIPSR, build_model
+from .sampling import SeededItems, StepBatchSampler
+from .train_config import TrainConfig
+from .train_state import STATE_FILE, load_train_state, save_train_state
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+METRICS_FILE = "metrics.jsonl"
+
+
+def collate(items: list[dict]) -> dict:
+    return {"hr": torch.stack([i["hr"] for i in items]), "lr": torch.stack([i["lr"] for i in items]),
+            "caption": [i["caption"] for i in items]}
+
+
+class SRTrainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False):
+        self.cfg = cfg
+        self.device = distributed.pick_device(cfg.device)
+        self.dist = distributed.setup(self.device)
+        self.out = Path(cfg.out)
+        torch.manual_seed(cfg.seed)
+        self.model: CLIPSR = build_model(cfg.preset, cfg.scale, **cfg.model).to(self.device)
+        m = self.model
+        self.use_d = cfg.lambda_adv > 0
+        self.opt_g = torch.optim.Adam(m.trainable_parameters("generator"), lr=cfg.lr_g, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(m.trainable_parameters("discriminator"), lr=cfg.lr_d, betas=cfg.betas)
+        self.perceptual = VGGPerceptualLoss(cfg.perceptual, fallback=cfg.perceptual_fallback).to(self.device)
+        self.g, self.d = m.generator, m.discriminator
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g = DDP(m.generator, device_ids=ids)
+            self.d = DDP(m.discriminator, device_ids=ids)
+        self.start_step = 0
+        if resume:
+            load_weights(m, self.out / CHECKPOINT_FILE)
+            self.start_step = load_train_state(self.out / STATE_FILE, self.optimizers)
+        self.scaler = torch.amp.GradScaler(enabled=cfg.amp == "fp16" and self.device.type == "cuda")
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def autocast(self):
+        if self.cfg.amp == "off" or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16 if self.cfg.amp == "bf16" else torch.float16)
+
+    def loader(self) -> DataLoader:
+        cfg = self.cfg
+        dataset = build_dataset(cfg.dataset, cfg.data_root, "train", cfg.scale, True, **cfg.data_options)
+        sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, self.start_step, cfg.steps,
+                                   self.dist.rank, self.dist.world)
+        workers = cfg.num_workers if cfg.num_workers >= 0 else (4 if self.device.type == "cuda" else 0)
+        return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=workers,
+                          collate_fn=collate, pin_memory=self.device.type == "cuda",
+                          persistent_workers=workers > 0)
+
+    def d_step(self, lr, hr, text) -> dict[str, float]:
+        m = self.model
+        with torch.no_grad(), self.autocast():
+            fake = self.g(lr, text)
+            real_feats, _ = m.discriminator.features(hr)
+            fake_feats, _ = m.discriminator.features(fake)
+        real_feats = real_feats.float().requires_grad_()
+        text_in = text.detach().clone().requires_grad_()
+        # One D call for the three pairs (DDP wants one forward per backward).
+        with self.autocast():
+            logits = self.d(torch.cat([real_feats, fake_feats.float(), real_feats]),
+                            torch.cat([text_in, text, text.roll(1, 0)]))
+            real, fake_logit, mismatch = logits.float().chunk(3)
+            loss = hinge_d_loss(real, fake_logit, mismatch)
+        gp = ma_gp(real, (real_feats, text_in), k=self.cfg.ma_gp_k, p=self.cfg.ma_gp_p)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(loss + gp).backward()
+        self.scaler.step(self.opt_d)
+        return {"d_hinge": loss.item(), "d_magp": gp.item(), "d_real": real.mean().item(),
+                "d_fake": fake_logit.mean().item()}
+
+    def g_step(self, lr, hr, text) -> dict[str, float]:
+        m, cfg = self.model, self.cfg
+        with self.autocast():
+            fake = self.g(lr, text)
+            l1 = (fake - hr).abs().mean()
+            per = self.perceptual(fake, hr) if self.perceptual.mode != "off" else fake.new_zeros(())
+            loss = cfg.l1_weight * l1 + per
+            logs = {"g_l1": l1.item(), "g_per": per.item()}
+            if self.use_d:
+                feats, img_emb = m.discriminator.features(fake)
+                adv = generator_adv_loss(self.d(feats, text), img_emb, text, alpha=cfg.alpha)
+                loss = loss + cfg.lambda_adv * adv
+                logs["g_adv"] = adv.item()
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt_g)
+        return logs
+
+    def train(self) -> Path:
+        cfg, m = self.cfg, self.model
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out)
+            (self.out / "model_config.json").write_text(m.config.to_json() + "\n")
+        logger = MetricsLogger(self.out, enabled=self.dist.main, append=self.start_step > 0)
+        bar = tqdm(total=cfg.steps, initial=self.start_step, disable=not self.dist.main, unit="step",
+                   dynamic_ncols=True)
+        step, tick = self.start_step, time.perf_counter()
+        for batch in self.loader():
+            lr, hr = batch["lr"].to(self.device), batch["hr"].to(self.device)
+            text = m.encode_text(m.tokenize(batch["caption"]).to(self.device))
+            logs = self.d_step(lr, hr, text) if self.use_d else {}
+            logs.update(self.g_step(lr, hr, text))
+            self.scaler.update()
+            step += 1
+            bar.update()
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                elapsed, tick = time.perf_counter() - tick, time.perf_counter()
+                if not all(math.isfinite(v) for v in logs.values()):
+                    raise FloatingPointError(f"non-finite loss at step {step}: {logs}")
+                logs["img_per_s"] = cfg.log_every * cfg.batch_size / elapsed
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+                logger.log(step, logs)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                self.save(step)
+        bar.close()
+        logger.close()
+        distributed.teardown(self.dist)
+        return self.out / CHECKPOINT_FILE
+
+    def save(self, step: int) -> None:
+        if self.dist.main:
+            save_checkpoint(self.model, self.out / CHECKPOINT_FILE, step=str(step))
+            save_train_state(self.out / STATE_FILE, step, self.optimizers)
+
+
+class MetricsLogger:
+    """Metrics per logged step as JSON lines (and TensorBoard scalars when tensorboard is installed)."""
+
+    def __init__(self, out: Path, enabled: bool, append: bool):
+        self.enabled = enabled
+        self.file = open(out / METRICS_FILE, "a" if append else "w") if enabled else None
+        self.tb = None
+        if enabled:
+            with contextlib.suppress(ImportError):
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in values.items():
+                self.tb.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
