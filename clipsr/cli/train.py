@@ -23,6 +23,7 @@ def train(
     steps: int = typer.Option(1000, help="optimisation steps in all (a resumed run continues to this)"),
     batch_size: int = typer.Option(16, help="global batch (split over torchrun processes)"),
     lr_g: float = typer.Option(1e-4), lr_d: float = typer.Option(4e-4),
+    clip_lr: float = typer.Option(5e-4, help="stage clip: AdamW learning rate"),
     lambda_adv: float = typer.Option(0.01, help="adversarial weight; 0 trains without the discriminator"),
     perceptual: str = typer.Option("imagenet", help="VGG-19 weights: imagenet, a file, random or off"),
     seed: int = typer.Option(0), device: str = typer.Option("auto", help="auto, cpu, cuda"),
@@ -41,7 +42,7 @@ def train(
     cfg = TrainConfig(
         stage=stage, preset=preset, scale=scale, model=parse_assignments(set_), dataset=dataset,
         data_root=str(data_root) if data_root else None, data_options=parse_assignments(data_opt), out=str(out),
-        steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, lambda_adv=lambda_adv,
+        steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, clip_lr=clip_lr, lambda_adv=lambda_adv,
         perceptual=None if perceptual == "off" else perceptual, seed=seed, device=device, amp=amp,
         num_workers=num_workers, ckpt_every=ckpt_every, log_every=log_every)
     if stage == "clip":

@@ -68,8 +68,17 @@ def _random_caption(spec: BirdSpec, rng: np.random.Generator) -> str:
 
 
 def _phrase(spec: BirdSpec, part: str, noun: str) -> str:
-    colour = getattr(spec, part)
+    return colour_phrase(getattr(spec, part), noun)
+
+
+def colour_phrase(colour: str, noun: str) -> str:
+    """"a red crown", "blue wings": a colour and a part noun with the right article."""
     return f"{colour} {noun}" if noun in _PLURAL else f"{_article(colour)} {colour} {noun}"
+
+
+def part_caption(part: str, colour: str) -> str:
+    """A one-part caption ("this bird has a red crown"), as zero-shot retrieval prompts use."""
+    return "this bird has " + colour_phrase(colour, NOUNS[part][0])
 
 
 def _article(word: str) -> str:
