@@ -112,28 +112,36 @@ def save_grid(samples: Sequence[Sample], path: str | Path, *, max_rows: int = 8)
     """A PNG with one row per sample: LR (nearest-enlarged) | bicubic | SR | HR, caption underneath."""
     if not samples:
         raise ValueError("no samples for the grid")
+    rows = []
+    for sr, hr, lr, caption in samples[:max_rows]:
+        lr_big = np.asarray(Image.fromarray(lr).resize(hr.shape[1::-1], Image.Resampling.NEAREST))
+        rows.append(([lr_big, bicubic_upsample(lr, hr.shape[:2]), sr, hr], caption))
+    return image_grid(rows, ("LR", "bicubic", "SR", "HR"), path)
+
+
+def image_grid(rows: Sequence[tuple[Sequence[np.ndarray], str]], labels: Sequence[str], path: str | Path) -> Path:
+    """Rows of equally sized uint8 tiles under column labels, each row with its caption underneath."""
     font = ImageFont.load_default()
     line_height = font.getbbox("Ag")[3] + 4
-    height, width = samples[0][1].shape[:2]
+    height, width = rows[0][0][0].shape[:2]
+    columns = len(labels)
     header = line_height + 6
     blocks = []
-    for sr, hr, lr, caption in samples[:max_rows]:
-        if hr.shape[:2] != (height, width):
-            raise ValueError(f"grid samples differ in size: {hr.shape[:2]} vs {(height, width)}")
-        tiles = [Image.fromarray(lr).resize((width, height), Image.Resampling.NEAREST),
-                 Image.fromarray(bicubic_upsample(lr, hr.shape[:2])), Image.fromarray(sr), Image.fromarray(hr)]
+    for tiles, caption in rows:
+        if len(tiles) != columns or any(t.shape[:2] != (height, width) for t in tiles):
+            raise ValueError(f"grid rows need {columns} tiles of {height}x{width}")
         char_width = font.getlength(caption) / max(1, len(caption))
-        lines = textwrap.wrap(caption, width=max(20, int(0.95 * 4 * width / max(1.0, char_width)))) or [""]
-        block = Image.new("RGB", (4 * width, height + line_height * len(lines) + 6), "white")
+        lines = textwrap.wrap(caption, width=max(20, int(0.95 * columns * width / max(1.0, char_width)))) or [""]
+        block = Image.new("RGB", (columns * width, height + line_height * len(lines) + 6), "white")
         for column, tile in enumerate(tiles):
-            block.paste(tile, (column * width, 0))
+            block.paste(Image.fromarray(tile), (column * width, 0))
         draw = ImageDraw.Draw(block)
         for number, line in enumerate(lines):
             draw.text((4, height + 3 + number * line_height), line, fill="black", font=font)
         blocks.append(block)
-    grid = Image.new("RGB", (4 * width, header + sum(b.height for b in blocks)), "white")
+    grid = Image.new("RGB", (columns * width, header + sum(b.height for b in blocks)), "white")
     draw = ImageDraw.Draw(grid)
-    for column, label in enumerate(("LR", "bicubic", "SR", "HR")):
+    for column, label in enumerate(labels):
         draw.text((column * width + 4, 3), label, fill="black", font=font)
     top = header
     for block in blocks:

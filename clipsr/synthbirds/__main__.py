@@ -57,5 +57,22 @@ def sheet(out: Path, count: int = 12, columns: int = 3, scale: int = 16) -> None
     typer.echo(f"wrote {path}")
 
 
+
+@app.command()
+def proof(checkpoint: Path, out: Path = typer.Option(Path("runs/proof"), "--out", "-o"),
+          no_text: Path = typer.Option(None, help="checkpoint of the no-text variant (Table IV row)"),
+          n: int = typer.Option(200, help="test birds"), batch_size: int = 25) -> None:
+    """Table IV analogue, text-matters and editability numbers, and a figure, for a 16x checkpoint."""
+    from clipsr.checkpoint import load_checkpoint
+    from clipsr.synthbirds.proof import run_proof, to_markdown
+
+    with _one_line_errors():
+        full = load_checkpoint(checkpoint).eval()
+        variant = load_checkpoint(no_text).eval() if no_text else None
+        result = run_proof(full, out, no_text=variant, n=n, batch_size=batch_size)
+    typer.echo(to_markdown(result))
+    typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
+
+
 if __name__ == "__main__":
     app()
