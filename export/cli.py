@@ -47,7 +47,7 @@ def _export(scale: int, checkpoint: Path | None, preset: str | None, random: boo
             name: str | None, precision: str, trt: bool, batch_max: int, opset: int) -> None:
     from clipsr_export.pipeline import ExportOptions, default_name, export_model, load_model
 
-    options = ExportOptions(precisions=tuple(p.strip() for p in precision.split(",") if p.strip()),
+    options = ExportOptions(precisions=tuple(dict.fromkeys(p.strip() for p in precision.split(",") if p.strip())),
                             opset=opset, trt=trt, batch_max=batch_max, name=name)
     if trt:  # before loading anything: a missing TensorRT is a quick, clear error
         from clipsr_export.tensorrt import require_tensorrt

@@ -20,11 +20,17 @@ from clipsr.config import HR_SIZE
 from clipsr.model import CLIPSR, build_model
 from clipsr_export import fp16, onnx_export, parity, tensorrt
 from clipsr_export.manifest import ENGINES, STAGES, build_manifest, sha256, write_manifest
-from clipsr_export.writer import check_destination, staged_folder
+from clipsr_export.writer import staged_folder
 
 PRECISIONS = ("fp32", "fp16")
 VOCAB = "bpe_simple_vocab_16e6.txt.gz"
 FILES = {"fp32": "{stage}.onnx", "fp16": "{stage}.fp16.onnx"}
+# Progress step names (the CLI's bar counts them)
+STEP_ONNX = {"text_encoder": "text encoder -> ONNX", "generator": "generator -> ONNX"}
+STEP_FP16 = "FP16 conversion"
+STEP_PARITY = "{} parity vs PyTorch"
+STEP_TRT = "TensorRT {} engines"
+STEP_MANIFEST = "manifest"
 
 
 @dataclass(frozen=True)
@@ -47,11 +53,11 @@ class ExportOptions:
 
     def steps(self) -> list[str]:
         """Names of the steps `export_model` reports, in order (for progress bars)."""
-        steps = ["text encoder -> ONNX", "generator -> ONNX"]
-        steps += ["FP16 conversion"] * ("fp16" in self.precisions)
-        steps += [f"{p} parity vs PyTorch" for p in self.precisions]
-        steps += [f"TensorRT {p} engines" for p in self.precisions] * self.trt
-        return steps + ["manifest and move into place"]
+        steps = [STEP_ONNX[stage] for stage in STAGES]
+        steps += [STEP_FP16] * ("fp16" in self.precisions)
+        steps += [STEP_PARITY.format(p) for p in self.precisions]
+        steps += [STEP_TRT.format(p) for p in self.precisions] * self.trt
+        return steps + [STEP_MANIFEST]
 
 
 @dataclass
@@ -143,16 +149,16 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                  "generator": onnx_export.generator_spec(model, torch.from_numpy(samples.lr),
                                                          torch.from_numpy(reference.text_embedding))}
         exporter = {}
-        for stage, name in zip(STAGES, options.steps()):
-            with step(name):
+        for stage in STAGES:
+            with step(STEP_ONNX[stage]):
                 exporter[stage] = onnx_export.export_graph(specs[stage], folder / files[stage]["fp32"], options.opset)
         if "fp16" in options.precisions:
-            with step("FP16 conversion"):
+            with step(STEP_FP16):
                 for stage in STAGES:
                     fp16.convert_fp16(folder / files[stage]["fp32"], folder / files[stage]["fp16"])
         figures = {}
         for precision in options.precisions:
-            with step(f"{precision} parity vs PyTorch"):
+            with step(STEP_PARITY.format(precision)):
                 actual = parity.onnx_outputs(folder / files["text_encoder"][precision],
                                              folder / files["generator"][precision], samples, precision)
                 figures[precision] = parity.compare(reference, actual)
@@ -160,9 +166,9 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
         shutil.copyfile(vocab, folder / VOCAB)
         engines = []
         for precision in options.precisions if trt_info else ():
-            with step(f"TensorRT {precision} engines"):
+            with step(STEP_TRT.format(precision)):
                 engines += _build_engines(model, folder, files, precision, options.batch_max, *trt_info)
-        with step("manifest and move into place"):
+        with step(STEP_MANIFEST):
             cfg = model.config
             manifest = build_manifest(
                 folder, name=options.name or default_name(model, source), preset=cfg.preset,

@@ -22,6 +22,9 @@ def check_destination(dest: Path) -> None:
     """A destination must be absent, an empty folder, or an earlier model folder (replaced whole)."""
     if dest.exists() and not dest.is_dir():
         raise OutputError(f"output {dest} exists and is not a folder")
+    blocker = next(p for p in dest.parents if p.exists())
+    if not blocker.is_dir():
+        raise OutputError(f"cannot write to {dest}: {blocker} is a file, not a folder")
     if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST).is_file():
         raise OutputError(f"output folder {dest} is not empty and holds no {MANIFEST}: "
                           "refusing to replace it (choose another --out)")
