@@ -24,7 +24,6 @@ from clipsr_export import fp16, onnx_export, parity, pipeline, tensorrt
 from clipsr_export.cli import app
 from clipsr_export.manifest import sha256
 from clipsr_export.pipeline import ExportOptions, export_model
-from clipsr_export.writer import OutputError
 from clipsr_runtime.backends import tensorrt as runtime_trt
 from clipsr_runtime.manifest import load_manifest, verify_files
 
