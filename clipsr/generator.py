@@ -32,10 +32,10 @@ class ImageEncoder(nn.Module):
 
     def forward(self, lr: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         x = self.r1(lr)
-        skips = {x.shape[-1]: x}
+        skips = {int(x.shape[-1]): x}  # int: under TorchScript tracing a size is a tensor
         for down in self.down:
             x = down(x)
-            skips[x.shape[-1]] = x
+            skips[int(x.shape[-1])] = x
         return self.lr_res(lr), skips
 
 
