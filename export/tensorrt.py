@@ -12,29 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 from pathlib import Path
 
-Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+# The runtime finds engines by this key: one formula, kept where the runtime (the reader) lives.
+from clipsr_runtime.backends.tensorrt import Shapes, engine_cache_key, engine_file_name  # noqa: F401
 
 
 class TensorRTUnavailableError(RuntimeError):
     """--trt asked for engines on a machine without TensorRT or a CUDA GPU."""
-
-
-def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str,
-                     shapes: Shapes) -> str:
-    """sha256 over everything an engine depends on; must equal the runtime's key (tested)."""
-    blob = json.dumps({"onnx_sha256": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name,
-                       "precision": precision,
-                       "shapes": {k: [list(s) for s in v] for k, v in sorted(shapes.items())}},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def engine_file_name(stage: str, key: str) -> str:
-    return f"{stage}-{key[:32]}.engine"
 
 
 def profile_shapes(stage: str, max_batch: int, lr_size: int, text_dim: int, context_length: int = 77) -> Shapes:
