@@ -1,0 +1,222 @@
+"""The whole benchmark: export a random model of the preset asked for, time every backend on it, count
+parameters and FLOPs, measure processes, and gather one result dict (the JSON file and the report)."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from clipsr.config import SCALES
+from clipsr.model import CLIPSR
+from clipsr_bench import ort_options, paper, processes
+from clipsr_bench.flops import count_flops
+from clipsr_bench.params import parameter_section
+from clipsr_bench.targets import RowSpec, Target, Unavailable, open_target, plan_rows
+from clipsr_bench.timing import matmul_peak, measure
+
+PROMPT = "a small bird with a red crown, a white belly and short black wings"
+CPU_MATMUL = 1024
+GPU_MATMUL = 8192
+
+
+@dataclass(frozen=True)
+class Settings:
+    preset: str
+    scale: int
+    backends: tuple[str, ...]
+    batches: tuple[int, ...]
+    runs: int
+    warmup: int
+    threads: int
+    cpu_only: bool
+    processes: bool
+    ort_sweep: bool
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"--scale must be one of {SCALES}, got {self.scale}")
+        if not self.batches or min(self.batches) < 1:
+            raise ValueError(f"--batch takes positive sizes, got {self.batches}")
+        if self.runs < 1 or self.warmup < 0 or self.threads < 1:
+            raise ValueError(f"need runs >= 1, warmup >= 0, threads >= 1 (got {self.runs}, {self.warmup}, "
+                             f"{self.threads})")
+
+    @property
+    def use_cuda(self) -> bool:
+        return not self.cpu_only and torch.cuda.is_available()
+
+
+def machine() -> dict:
+    """What the numbers were measured on; the load average shows contention from other processes."""
+    cpu = platform.processor()
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    import onnxruntime
+
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "ort_providers": onnxruntime.get_available_providers(), "python": platform.python_version()}
+
+
+class Inputs:
+    """One batch of random LR images, tokens and text embeddings, sliced per batch size."""
+
+    def __init__(self, model: CLIPSR, batch: int) -> None:
+        size = model.config.generator.lr_size
+        self.lr = np.random.default_rng(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+        tokens = model.tokenize([PROMPT] * batch)
+        self.tokens = tokens.numpy().astype(np.int32)
+        self.emb = model.encode_text(tokens).numpy().astype(np.float32)
+
+
+def time_target(target: Target, inputs: Inputs, settings: Settings) -> dict:
+    """Text encoder and generator per batch size, and end to end for one image with a new prompt."""
+    text, gen = {}, {}
+    for b in settings.batches:
+        text[str(b)] = measure(target.text_call(inputs.tokens[:b]), b, settings.runs, settings.warmup,
+                               target.sync).to_dict()
+        gen[str(b)] = measure(target.generator_call(inputs.lr[:b], inputs.emb[:b]), b, settings.runs,
+                              settings.warmup, target.sync).to_dict()
+    first = str(settings.batches[0])
+    return {"status": "ok", "device": target.spec.device, "precision": target.spec.precision,
+            "text_encoder": text, "generator": gen,
+            "end_to_end_ms": text[first]["per_image_ms"] + gen[first]["per_image_ms"]}
+
+
+def latency_section(model: CLIPSR, manifest, settings: Settings, inputs: Inputs,
+                    on_step: Callable[[str], None]) -> tuple[dict, list[dict]]:
+    """Every row: timings, or status unavailable/failed with the reason; plus the ORT settings sweeps."""
+    rows: dict[str, dict] = {}
+    sweeps = []
+    for spec in plan_rows(list(settings.backends), fp16="fp16" in manifest.text_encoder.files):
+        on_step(f"timing {spec.row}")
+        try:
+            target = open_target(spec, model, manifest, settings.threads, max(settings.batches), settings.cpu_only)
+            rows[spec.row] = time_target(target, inputs, settings)
+            if settings.ort_sweep and spec.row in ("ort-cpu", "ort-cuda"):
+                on_step(f"ONNX Runtime settings on {spec.row}")
+                sweeps.append(ort_options.sweep(manifest, spec.row, inputs.lr[:1], inputs.emb[:1], settings.threads,
+                                                settings.runs, settings.warmup,
+                                                target.generator_call(inputs.lr[:1], inputs.emb[:1])))
+        except Unavailable as exc:
+            rows[spec.row] = _not_run(spec, "unavailable", str(exc))
+        except Exception as exc:  # one broken backend must not end the benchmark: report it
+            rows[spec.row] = _not_run(spec, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    return rows, sweeps
+
+
+def _not_run(spec: RowSpec, status: str, reason: str) -> dict:
+    return {"status": status, "reason": reason, "device": spec.device, "precision": spec.precision}
+
+
+def _ratio(rows: dict, slow: str, fast: str, stage: str = "generator", *, batch: int) -> float | None:
+    """slow / fast median at one batch size (> 1: `fast` is faster), None unless both ran."""
+    a, b = rows.get(slow, {}), rows.get(fast, {})
+    if a.get("status") != "ok" or b.get("status") != "ok" or str(batch) not in a[stage]:
+        return None
+    return a[stage][str(batch)]["median_ms"] / b[stage][str(batch)]["median_ms"]
+
+
+def speedup_section(rows: dict, batches: tuple[int, ...]) -> dict:
+    b1, bn = batches[0], batches[-1]
+    speed = {"generator_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", batch=b1),
+             f"generator_ort_vs_torch_cpu_batch{bn}": _ratio(rows, "torch-cpu", "ort-cpu", batch=bn),
+             "text_encoder_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", "text_encoder", batch=b1),
+             "generator_torch_cuda_vs_cpu": _ratio(rows, "torch-cpu", "torch-cuda", batch=b1),
+             "generator_torch_fp16_vs_fp32": _ratio(rows, "torch-cuda", "torch-fp16", batch=bn),
+             "generator_torch_compile_vs_eager": _ratio(rows, "torch-cuda", "torch-compile", batch=bn)}
+    for backend in ("ort-cuda", "ort-trt", "trt"):
+        speed[f"generator_{backend.replace('-', '_')}_fp16_vs_fp32"] = _ratio(rows, backend, f"{backend}-fp16", batch=bn)
+        speed[f"generator_{backend.replace('-', '_')}_vs_torch_cuda"] = _ratio(rows, "torch-cuda", backend, batch=bn)
+    return speed
+
+
+def flops_section(model: CLIPSR, inputs: Inputs, rows: dict, settings: Settings) -> dict:
+    """FLOPs per image / prompt, measured matmul peaks, and each row's achieved fraction at the largest batch."""
+    lr, emb, tokens = (torch.from_numpy(a[:1]) for a in (inputs.lr, inputs.emb, inputs.tokens))
+    gen = count_flops(lambda: model.generator(lr, emb))
+    text = count_flops(lambda: model.encode_text(tokens.long()))
+    peaks = {"cpu-fp32": {"flops": matmul_peak("cpu", torch.float32, CPU_MATMUL),
+                          "source": f"torch.mm {CPU_MATMUL}^2 fp32, {settings.threads} threads, this run"}}
+    if settings.use_cuda:
+        for name, dtype in (("cuda-fp32", torch.float32), ("cuda-fp16", torch.float16)):
+            peaks[name] = {"flops": matmul_peak("cuda", dtype, GPU_MATMUL),
+                           "source": f"torch.mm {GPU_MATMUL}^2 {name[5:]}, this run"}
+    achieved = {}
+    bn = str(settings.batches[-1])
+    for row, r in rows.items():
+        peak = peaks.get(f"{r['device']}-{r['precision']}")
+        if r["status"] == "ok" and peak:
+            achieved[row] = gen / (r["generator"][bn]["per_image_ms"] / 1e3) / peak["flops"]
+    return {"counter": "torch.utils.flop_counter.FlopCounterMode (matmul and convolution FLOPs)",
+            "generator_per_image": gen, "text_encoder_per_prompt": text, "peaks": peaks,
+            "achieved_fraction_generator": achieved, "achieved_at_batch": int(bn)}
+
+
+def paper_section(params: dict, rows: dict, settings: Settings) -> dict:
+    """The paper's quoted rows and ours: the paper-convention count and our fastest end-to-end row."""
+    ours = []
+    done = {k: r for k, r in rows.items() if r["status"] == "ok"}
+    if done:
+        best = min(done, key=lambda k: done[k]["end_to_end_ms"])
+        counts = params["per_preset"][settings.preset][str(settings.scale)]
+        device = machine_label(done[best]["device"])
+        for label, key in (("paper convention", "paper_convention"), ("deploy", "deploy")):
+            ours.append({"method": f"CLIP-SR {settings.preset} ({label})", "params": counts[key],
+                         "ms_per_image": done[best]["end_to_end_ms"], "device": device,
+                         "source": f"measured ({best}, {settings.scale}x, batch {settings.batches[0]})"})
+    return {"quoted": paper.quoted_rows(), "ours": ours}
+
+
+def machine_label(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def run_suite(settings: Settings, on_step: Callable[[str], None] = lambda step: None) -> dict:
+    """Everything, in one process: the dict written as JSON."""
+    from clipsr.checkpoint import save_checkpoint
+    from clipsr_export.pipeline import ExportOptions, export_model, load_model
+    from clipsr_runtime.manifest import load_manifest
+
+    torch.set_num_threads(settings.threads)
+    result = {"machine": machine(), "settings": {**settings.__dict__, "batches": list(settings.batches),
+                                                 "backends": list(settings.backends)}}
+    on_step("parameter counts")
+    result["params"] = parameter_section([settings.preset], SCALES, settings.scale)
+    model, _ = load_model(None, settings.preset, settings.scale, True)
+    inputs = Inputs(model, max(settings.batches))
+    with tempfile.TemporaryDirectory(prefix="clipsr-bench-") as tmp:
+        work = Path(tmp)
+        on_step(f"export {settings.preset} {settings.scale}x")
+        precisions = ("fp32", "fp16") if settings.use_cuda else ("fp32",)
+        export_model(model, work / "model", ExportOptions(precisions=precisions))
+        manifest = load_manifest(work / "model")
+        rows, sweeps = latency_section(model, manifest, settings, inputs, on_step)
+        result["latency"], result["ort_options"] = rows, sweeps
+        result["speedup"] = speedup_section(rows, settings.batches)
+        on_step("FLOPs and matmul peaks")
+        result["flops"] = flops_section(model, inputs, rows, settings)
+        if settings.processes:
+            on_step("processes: clipsr-run vs PyTorch")
+            save_checkpoint(model, work / "model.safetensors")
+            image = work / "lr.png"
+            Image.fromarray(((inputs.lr[0].transpose(1, 2, 0) + 1) * 127.5).round().astype(np.uint8)).save(image)
+            result["processes"] = processes.compare_processes(work / "model", work / "model.safetensors", image,
+                                                              PROMPT, work, settings.threads)
+    result["paper"] = paper_section(result["params"], rows, settings)
+    return result
