@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clipsr_bench.paper import PAPER_GPU
@@ -37,7 +38,7 @@ def latency_table(result: dict) -> Table:
     skipped = []
     for row, r in result["latency"].items():
         if r["status"] != "ok":
-            skipped.append(f"{row}: {r['status']} ({r['reason']})")
+            skipped.append(escape(f"{row}: {r['status']} ({r['reason']})"))
             continue
         text, g1, gn = r["text_encoder"][b1], r["generator"][b1], r["generator"][bn]
         t.add_row(f"{row} {r['precision']}", f"{_ms(text['median_ms'])} ({_ms(text['p90_ms'])})",
@@ -58,7 +59,7 @@ def ratios_table(result: dict) -> Table:
     t.add_row("generator GFLOP / image", f"{f['generator_per_image'] / 1e9:.3g}")
     t.add_row("text encoder GFLOP / prompt", f"{f['text_encoder_per_prompt'] / 1e9:.3g}")
     for name, peak in f["peaks"].items():
-        t.add_row(f"peak {name}: {peak['source']}", f"{peak['flops'] / 1e9:.1f} GFLOP/s")
+        t.add_row(escape(f"peak {name}: {peak['source']}"), f"{peak['flops'] / 1e9:.1f} GFLOP/s")
     for row, fraction in f["achieved_fraction_generator"].items():
         t.add_row(f"generator {row}: fraction of peak", f"{100 * fraction:.1f}%")
     return t
@@ -91,7 +92,7 @@ def paper_table(result: dict) -> Table:
     for col in ("method", "parameters", "ms / image", "device", "source"):
         t.add_column(col, justify="right")
     for r in result["paper"]["quoted"] + result["paper"]["ours"]:
-        t.add_row(r["method"], _m(r["params"]), _ms(r["ms_per_image"]), r["device"], r["source"])
+        t.add_row(*map(escape, (r["method"], _m(r["params"]), _ms(r["ms_per_image"]), r["device"], r["source"])))
     return t
 
 
@@ -103,5 +104,8 @@ def print_report(result: dict, console: Console | None = None) -> None:
     if result.get("processes"):
         console.print(processes_table(result["processes"]))
     for sweep in result.get("ort_options", []):
-        console.print(ort_table(sweep))
+        if "error" in sweep:
+            console.print(f"ONNX Runtime settings on {sweep['backend']} failed: {sweep['error']}", markup=False)
+        else:
+            console.print(ort_table(sweep))
     console.print(paper_table(result))

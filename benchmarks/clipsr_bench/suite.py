@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clipsr.config import SCALES
+from clipsr.config import PRESETS, SCALES
 from clipsr.model import CLIPSR
 from clipsr_bench import ort_options, paper, processes
 from clipsr_bench.flops import count_flops
@@ -41,6 +41,8 @@ class Settings:
     ort_sweep: bool
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.scale not in SCALES:
             raise ValueError(f"--scale must be one of {SCALES}, got {self.scale}")
         if not self.batches or min(self.batches) < 1:
@@ -56,9 +58,10 @@ class Settings:
 
 def machine() -> dict:
     """What the numbers were measured on; the load average shows contention from other processes."""
-    cpu = platform.processor()
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text(encoding="utf-8").splitlines() if cpuinfo.is_file() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
     import onnxruntime
 
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
@@ -105,9 +108,7 @@ def latency_section(model: CLIPSR, manifest, settings: Settings, inputs: Inputs,
             rows[spec.row] = time_target(target, inputs, settings)
             if settings.ort_sweep and spec.row in ("ort-cpu", "ort-cuda"):
                 on_step(f"ONNX Runtime settings on {spec.row}")
-                sweeps.append(ort_options.sweep(manifest, spec.row, inputs.lr[:1], inputs.emb[:1], settings.threads,
-                                                settings.runs, settings.warmup,
-                                                target.generator_call(inputs.lr[:1], inputs.emb[:1])))
+                sweeps.append(_sweep(manifest, spec.row, target, inputs, settings))
         except Unavailable as exc:
             rows[spec.row] = _not_run(spec, "unavailable", str(exc))
         except Exception as exc:  # one broken backend must not end the benchmark: report it
@@ -116,6 +117,16 @@ def latency_section(model: CLIPSR, manifest, settings: Settings, inputs: Inputs,
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     return rows, sweeps
+
+
+def _sweep(manifest, backend: str, target: Target, inputs: Inputs, settings: Settings) -> dict:
+    """ort_options.sweep at batch 1; a setting this ONNX Runtime rejects is reported, not fatal."""
+    lr, emb = inputs.lr[:1], inputs.emb[:1]
+    try:
+        return ort_options.sweep(manifest, backend, lr, emb, settings.threads, settings.runs, settings.warmup,
+                                 target.generator_call(lr, emb))
+    except Exception as exc:  # ORT raises its own exception types
+        return {"backend": backend, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
 
 
 def _not_run(spec: RowSpec, status: str, reason: str) -> dict:
@@ -132,15 +143,17 @@ def _ratio(rows: dict, slow: str, fast: str, stage: str = "generator", *, batch:
 
 def speedup_section(rows: dict, batches: tuple[int, ...]) -> dict:
     b1, bn = batches[0], batches[-1]
-    speed = {"generator_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", batch=b1),
-             f"generator_ort_vs_torch_cpu_batch{bn}": _ratio(rows, "torch-cpu", "ort-cpu", batch=bn),
-             "text_encoder_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", "text_encoder", batch=b1),
-             "generator_torch_cuda_vs_cpu": _ratio(rows, "torch-cpu", "torch-cuda", batch=b1),
-             "generator_torch_fp16_vs_fp32": _ratio(rows, "torch-cuda", "torch-fp16", batch=bn),
-             "generator_torch_compile_vs_eager": _ratio(rows, "torch-cuda", "torch-compile", batch=bn)}
+    speed = {"generator_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", batch=b1)}
+    if bn != b1:
+        speed[f"generator_ort_vs_torch_cpu_batch{bn}"] = _ratio(rows, "torch-cpu", "ort-cpu", batch=bn)
+    speed |= {"text_encoder_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", "text_encoder", batch=b1),
+              "generator_torch_cuda_vs_cpu": _ratio(rows, "torch-cpu", "torch-cuda", batch=b1),
+              "generator_torch_fp16_vs_fp32": _ratio(rows, "torch-cuda", "torch-fp16", batch=bn),
+              "generator_torch_compile_vs_eager": _ratio(rows, "torch-cuda", "torch-compile", batch=bn)}
     for backend in ("ort-cuda", "ort-trt", "trt"):
-        speed[f"generator_{backend.replace('-', '_')}_fp16_vs_fp32"] = _ratio(rows, backend, f"{backend}-fp16", batch=bn)
-        speed[f"generator_{backend.replace('-', '_')}_vs_torch_cuda"] = _ratio(rows, "torch-cuda", backend, batch=bn)
+        key = backend.replace("-", "_")
+        speed[f"generator_{key}_fp16_vs_fp32"] = _ratio(rows, backend, f"{backend}-fp16", batch=bn)
+        speed[f"generator_{key}_vs_torch_cuda"] = _ratio(rows, "torch-cuda", backend, batch=bn)
     return speed
 
 

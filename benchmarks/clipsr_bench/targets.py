@@ -17,7 +17,6 @@ from clipsr_bench.timing import cuda_sync
 
 BACKENDS = ("torch", "torch-compile", "torch-fp16", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 RUNTIME_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "trt")
-GPU_ONLY = ("torch-compile", "torch-fp16", "ort-cuda", "ort-trt", "trt")
 
 
 class Unavailable(RuntimeError):
