@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 # The runtime finds engines by this key: one formula, kept where the runtime (the reader) lives.
-from clipsr_runtime.backends.tensorrt import Shapes, engine_cache_key, engine_file_name  # noqa: F401
+from clipsr_runtime.backends.tensorrt import Shapes, TrtEngine, engine_cache_key, engine_file_name  # noqa: F401
 
 
 class TensorRTUnavailableError(RuntimeError):
@@ -53,37 +53,7 @@ def default_timing_cache(trt_version: str, gpu: str) -> Path:
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, shapes: Shapes, timing_cache: str | Path) -> Path:
-    """Build and serialise a strongly typed engine with one optimisation profile; updates the cache."""
-    import tensorrt as trt
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # TensorRT 10; always on in 11
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    if hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 engines keep fp32 parity
-    timing_cache = Path(timing_cache)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in shapes.items():
-        profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
-    engine_path = Path(engine_path)
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
-    timing_cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = timing_cache.with_name(f".{timing_cache.name}.{os.getpid()}")
-    tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    os.replace(tmp, timing_cache)
-    return engine_path
+    """Build and serialise a strongly typed engine with one optimisation profile (the runtime's own
+    builder, so an engine made here is the one the runtime would make); updates the timing cache."""
+    TrtEngine(Path(engine_path)).build(Path(onnx_path), shapes, timing_cache=Path(timing_cache))
+    return Path(engine_path)

@@ -72,6 +72,14 @@ def gpu_name() -> str:
     return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
 class TrtEngine:
     """One serialized engine file: build from ONNX, load, and infer with numpy arrays."""
 
@@ -84,8 +92,9 @@ class TrtEngine:
         self.engine = self.context = None
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
 
-    def build(self, onnx_path: Path, shapes: Shapes) -> None:
-        """Strongly typed build: precision comes from the ONNX (fp16 graph -> fp16 engine)."""
+    def build(self, onnx_path: Path, shapes: Shapes, timing_cache: Path | None = None) -> None:
+        """Strongly typed build: precision comes from the ONNX (fp16 graph -> fp16 engine).
+        `timing_cache`: a file of layer timings read before and updated after, to speed up rebuilds."""
         trt = self.trt
         flags = 0
         if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
@@ -99,6 +108,9 @@ class TrtEngine:
         config = builder.create_builder_config()
         if hasattr(trt.BuilderFlag, "TF32"):
             config.clear_flag(trt.BuilderFlag.TF32)  # keep fp32 engines at fp32 parity
+        if timing_cache is not None:
+            cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+            config.set_timing_cache(cache, ignore_mismatch=False)
         profile = builder.create_optimization_profile()
         for name, (lo, opt, hi) in shapes.items():
             profile.set_shape(name, lo, opt, hi)
@@ -106,11 +118,9 @@ class TrtEngine:
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(serialized)
-        os.replace(tmp, self.path)
+        _write_atomic(self.path, bytes(serialized))
+        if timing_cache is not None:
+            _write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
 
     def load(self) -> None:
         runtime = self.trt.Runtime(self.logger)
