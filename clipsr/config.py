@@ -44,6 +44,9 @@ class GeneratorConfig:
     clip_branch: bool = True         # Table IV ablation: without the CLIP-ViT branch
     use_text: bool = True            # Table IV ablation: text replaced by zeros
     branch_gate_init: float = 0.1    # learnable gate of the CLIP-ViT branch; non-zero so it learns at once
+    # "bicubic": the output is bicubic(LR) + the network's residual (ours, for short CPU training);
+    # "none": the network draws the whole image (the paper)
+    global_skip: str = "none"
 
     @property
     def lr_size(self) -> int:
@@ -106,7 +109,7 @@ PRESETS: dict[str, ModelConfig] = {
         clip=CLIPConfig(arch="clipsr-tiny", pretrained=None, quick_gelu=False),
         generator=GeneratorConfig(
             lr_res_width=32, enc_width=64, refine_channels=(64, 64, 64, 32), mapper_width=16,
-            n_prompts=3, prompt_heads=2, up_width=16,
+            n_prompts=3, prompt_heads=2, up_width=16, global_skip="bicubic",
         ),
         discriminator=DiscriminatorConfig(taps=(1, 2, 3), out_width=64, head_width=32),
     ),

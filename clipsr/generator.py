@@ -106,7 +106,8 @@ class Upsampler(nn.Module):
 
 class Generator(nn.Module):
     """(LR in [-1, 1], text embedding F_T) -> SR (B, 3, 256, 256). No output activation: values slightly
-    outside [-1, 1] are clamped when saved (as in the reference), which keeps gradients at the edges."""
+    outside [-1, 1] are clamped when saved (as in the reference), which keeps gradients at the edges.
+    With `global_skip="bicubic"` the network adds a residual to the bicubic upsampled LR."""
 
     def __init__(self, cfg: GeneratorConfig, clip_visual: CLIPVisual, text_dim: int):
         super().__init__()
@@ -124,6 +125,8 @@ class Generator(nn.Module):
             if proj is not None:
                 self.skip_proj[str(i)] = proj
         self.upsampler = Upsampler(cfg.refine_channels[-1], cfg.up_width, cfg.scale)
+        if cfg.global_skip not in ("bicubic", "none"):
+            raise ValueError(f"global_skip must be 'bicubic' or 'none', got {cfg.global_skip!r}")
         self._init_convs()
 
     def _init_convs(self) -> None:
@@ -133,7 +136,8 @@ class Generator(nn.Module):
             if isinstance(module, nn.Conv2d) and not any(module is m for m in self._frozen_modules()):
                 nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
                 nn.init.zeros_(module.bias)
-        self.upsampler.out.weight.data.mul_(0.1)  # start near a flat image, not at the residuals' scale
+        # Start near a flat image (or near bicubic with the global skip), not at the residuals' scale.
+        self.upsampler.out.weight.data.mul_(0.1 if self.cfg.global_skip == "none" else 0.01)
 
     def _frozen_modules(self) -> list[nn.Module]:
         return list(self.branch.clip_visual.modules()) if self.branch is not None else []
@@ -161,7 +165,10 @@ class Generator(nn.Module):
             h = block(h, text)
             if str(i) in self.skip_proj:
                 h = h + self.skip_proj[str(i)](skips[size])
-        return self.upsampler(h, lr_res)
+        out = self.upsampler(h, lr_res)
+        if self.cfg.global_skip == "bicubic":
+            out = out + F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False)
+        return out
 
     def _check_inputs(self, lr: torch.Tensor, text: torch.Tensor) -> None:
         size = self.cfg.lr_size
