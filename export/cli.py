@@ -6,6 +6,8 @@ line on stderr and exit status 1, with nothing written.
 """
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 from typing import Optional
 
@@ -74,4 +76,5 @@ def _export(scale: int, checkpoint: Path | None, preset: str | None, random: boo
 
 
 def main() -> None:
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that a CLIP built for loading has no weights yet
     app()
