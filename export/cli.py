@@ -7,7 +7,6 @@ line on stderr and exit status 1, with nothing written.
 from __future__ import annotations
 
 import logging
-
 from pathlib import Path
 from typing import Optional
 
