@@ -103,3 +103,17 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert done.returncode == 1
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_resume_keeps_the_saved_config(tmp_path):
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "clipsr.cli.train", "--out", str(out), "--batch-size", "2", "--perceptual", "off",
+            "--lambda-adv", "0", "--data-opt", "count=8", "--log-every", "1"]
+    first = subprocess.run(base + ["--steps", "1"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(base + ["--steps", "2", "--resume", "--lr-g", "5"], capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    saved = TrainConfig.from_json((out / "train_config.json").read_text())
+    assert saved.lr_g == 1e-4 and saved.steps == 2
+    assert len((out / METRICS_FILE).read_text().splitlines()) == 2

@@ -1,6 +1,7 @@
 """clipsr-train: train CLIP-SR (stage "sr") or a small CLIP for it (stage "clip")."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +33,8 @@ def train(
     ckpt_every: int = typer.Option(200), log_every: int = typer.Option(10),
     set_: list[str] = typer.Option([], "--set", help="model override, e.g. generator.use_text=false, clip.pretrained=PATH"),
     data_opt: list[str] = typer.Option([], "--data-opt", help="dataset option, e.g. mismatch_lr_prob=0.5"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint, with its saved "
+                                            "config (only --steps, --device and --num-workers apply)"),
 ) -> None:
     """Train; writes checkpoint.safetensors, train_state.safetensors, configs and metrics.jsonl to --out."""
     if stage not in ("sr", "clip"):
@@ -45,6 +47,8 @@ def train(
         steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, clip_lr=clip_lr, lambda_adv=lambda_adv,
         perceptual=None if perceptual == "off" else perceptual, seed=seed, device=device, amp=amp,
         num_workers=num_workers, ckpt_every=ckpt_every, log_every=log_every)
+    if resume:
+        cfg = _resumed_config(cfg)
     if stage == "clip":
         from ..train_clip import train_clip
         path = train_clip(cfg)
@@ -52,6 +56,17 @@ def train(
         from ..trainer import SRTrainer
         path = SRTrainer(cfg, resume=resume).train()
     typer.echo(f"wrote {path}")
+
+
+def _resumed_config(cfg: TrainConfig) -> TrainConfig:
+    """A resumed run keeps its saved config; only the step target and where it runs may change."""
+    saved_path = Path(cfg.out) / "train_config.json"
+    if not saved_path.is_file():
+        raise FileNotFoundError(f"nothing to resume in {cfg.out}: {saved_path.name} is missing")
+    saved = TrainConfig.from_json(saved_path.read_text())
+    if saved.stage != "sr":
+        raise ValueError("--resume continues stage sr runs only")
+    return dataclasses.replace(saved, steps=cfg.steps, device=cfg.device, num_workers=cfg.num_workers)
 
 
 def main() -> None:
