@@ -47,6 +47,10 @@ class GeneratorConfig:
     # "bicubic": the output is bicubic(LR) + the network's residual (ours, for short CPU training);
     # "none": the network draws the whole image (the paper)
     global_skip: str = "none"
+    # "batch": standardise F_T per dimension (BatchNorm, running statistics at inference). A frozen CLIP's
+    # sentence vectors share a large common part (caption-to-caption spread ~7% of their size), which
+    # the affine MLPs are slow to see past; "none": F_T as it comes (the paper)
+    text_norm: str = "none"
 
     @property
     def lr_size(self) -> int:
@@ -109,7 +113,7 @@ PRESETS: dict[str, ModelConfig] = {
         clip=CLIPConfig(arch="clipsr-tiny", pretrained=None, quick_gelu=False),
         generator=GeneratorConfig(
             lr_res_width=32, enc_width=64, refine_channels=(64, 64, 64, 32), mapper_width=16,
-            n_prompts=3, prompt_heads=2, up_width=16, global_skip="bicubic",
+            n_prompts=3, prompt_heads=2, up_width=16, global_skip="bicubic", text_norm="batch",
         ),
         discriminator=DiscriminatorConfig(taps=(1, 2, 3), out_width=64, head_width=32),
     ),

@@ -112,6 +112,9 @@ class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, clip_visual: CLIPVisual, text_dim: int):
         super().__init__()
         self.cfg, self.text_dim = cfg, text_dim
+        if cfg.text_norm not in ("batch", "none"):
+            raise ValueError(f"text_norm must be 'batch' or 'none', got {cfg.text_norm!r}")
+        self.text_norm = nn.BatchNorm1d(text_dim, affine=False) if cfg.text_norm == "batch" else nn.Identity()
         self.encoder = ImageEncoder(cfg)
         self.branch = CLIPViTBranch(cfg, clip_visual, text_dim) if cfg.clip_branch else None
         channels = (cfg.enc_width,) + cfg.refine_channels
@@ -157,6 +160,7 @@ class Generator(nn.Module):
         self._check_inputs(lr, text)
         if not self.cfg.use_text:
             text = torch.zeros_like(text)
+        text = self.text_norm(text)
         lr_res, skips = self.encoder(lr)
         h = skips[FEATURE_SIZE]
         if self.branch is not None:

@@ -138,3 +138,16 @@ def test_bicubic_global_skip_starts_near_bicubic():
         assert (with_skip.generator(lr, text) - bicubic).abs().mean() < 0.5 * (without.generator(lr, text) - bicubic).abs().mean()
     with pytest.raises(ValueError, match="global_skip"):
         build_model("tiny", 16, global_skip="nearest")
+
+
+def test_text_norm_spreads_captions_apart():
+    torch.manual_seed(0)
+    model = build_model("tiny", 16)
+    text = model.encode_text(model.tokenize([f"a bird with a {c} crown" for c in ("red", "blue", "green", "black")]))
+    normed = model.generator.text_norm(text)  # training mode: batch statistics
+    assert normed.mean(0).abs().max() < 1e-4  # the common part of the sentence vectors is gone
+    assert abs(normed.std(0, unbiased=False).mean().item() - 1) < 0.05  # caption differences at unit scale
+    assert model.generator.text_norm.running_mean.abs().sum() > 0  # remembered for inference
+    assert isinstance(build_model("tiny", 16, text_norm="none").generator.text_norm, torch.nn.Identity)
+    with pytest.raises(ValueError, match="text_norm"):
+        build_model("tiny", 16, text_norm="layer")
