@@ -120,3 +120,12 @@ def test_cli_export_and_survival(tmp_path):
     assert "crown" in result.output and "background" in result.output
     result = runner.invoke(app, ["export", str(tmp_path), "--split", "dev", "--count", "2"])
     assert result.exit_code == 2 and "error: unknown SynthBirds split 'dev'" in result.output
+
+
+def test_first_caption_mode_always_gives_the_canonical_caption():
+    data = SynthBirdsDataset(split="train", count=4, captions="first")
+    for i in range(4):
+        torch.manual_seed(i)
+        assert data[i]["caption"] == bird_captions(data.spec(i))[0]
+    with pytest.raises(ValueError, match="captions must be"):
+        SynthBirdsDataset(captions="some")

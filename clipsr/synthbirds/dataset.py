@@ -22,7 +22,7 @@ class SynthBirdsDataset(Dataset):
     vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours")."""
 
     def __init__(self, split: str = "train", scale: int = 16, train: bool = True, count: int | None = None,
-                 seed_offset: int = 0, mismatch_lr_prob: float = 0.0) -> None:
+                 seed_offset: int = 0, mismatch_lr_prob: float = 0.0, captions: str = "random") -> None:
         if scale < 1 or SIZE % scale:
             raise ValueError(f"scale {scale} must divide the image size {SIZE}")
         if not 0.0 <= mismatch_lr_prob <= 1.0:
@@ -30,6 +30,11 @@ class SynthBirdsDataset(Dataset):
         self.split, self.scale, self.train = split, scale, train
         self.seeds = split_seeds(split, count, seed_offset)
         self.mismatch_lr_prob = mismatch_lr_prob
+        if captions not in ("random", "first"):
+            raise ValueError(f"captions must be 'random' or 'first', got {captions!r}")
+        # "first": always the canonical caption naming all four parts (the evaluation one), so the text
+        # varies only in colours; a weakly trained CLIP's sentence vector is dominated by phrasing otherwise
+        self.random_caption = train and captions == "random"
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -45,7 +50,7 @@ class SynthBirdsDataset(Dataset):
         lr_source = hr if lr_spec is spec else render(lr_spec)[0]
         lr = bicubic_downsample(lr_source.astype(np.float32) / 255.0, self.scale)
         texts = bird_captions(spec)
-        caption = texts[int(torch.randint(len(texts), ()))] if self.train else texts[0]
+        caption = texts[int(torch.randint(len(texts), ()))] if self.random_caption else texts[0]
         return {
             "hr": _to_tensor(hr.astype(np.float32) / 255.0),
             "lr": _to_tensor(np.clip(lr, 0.0, 1.0)),
