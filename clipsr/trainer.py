@@ -50,6 +50,8 @@ class SRTrainer:
         self.g, self.d = m.generator, m.discriminator
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
+            if self.device.type == "cuda":  # text standardisation on the global batch (SyncBatchNorm is
+                m.generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(m.generator)  # CUDA-only)
             self.g = DDP(m.generator, device_ids=ids)
             self.d = DDP(m.discriminator, device_ids=ids)
         self.start_step = 0

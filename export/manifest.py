@@ -6,12 +6,14 @@ its sha256 and size.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import onnx
+
+# The runtime checks files with this digest: one implementation, on the reader's side.
+from clipsr_runtime.manifest import file_sha256 as sha256
 
 FORMAT = "clipsr-model"
 FORMAT_VERSION = 1
@@ -21,14 +23,6 @@ VALUE_RANGE = (-1.0, 1.0)
 STAGES = ("text_encoder", "generator")
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
            onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64"}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_entries(folder: Path) -> dict[str, dict[str, Any]]:
