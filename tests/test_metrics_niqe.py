@@ -12,8 +12,9 @@ from scipy import ndimage
 from skimage import data
 
 from clipsr.metrics.niqe import PARAMS_ENV, PARAMS_SHA256, _download, load_niqe_params, niqe
+from shared_data import NIQE_PARAMS
 
-PARAMS = Path("/work/shared/data/niqe_pris_params.npz")
+PARAMS = NIQE_PARAMS
 pytestmark = pytest.mark.skipif(not PARAMS.is_file(), reason="needs the shared NIQE parameter file")
 # Measured: |ours - reference| = 0.0002 .. 0.0052 over the five photos (NIQE 2.6 .. 7.0). The gap is
 # the half-resolution step (clipsr's Pillow bicubic vs MATLAB's mirrored edges): with the reference's

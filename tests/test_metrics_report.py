@@ -14,8 +14,9 @@ from skimage import data
 from clipsr.data.resize import bicubic_downsample
 from clipsr.metrics import niqe, psnr, ssim
 from clipsr.metrics.report import bicubic_upsample, evaluate, save_grid, summary_table, write_report
+from shared_data import NIQE_PARAMS
 
-PARAMS = Path("/work/shared/data/niqe_pris_params.npz")
+PARAMS = NIQE_PARAMS
 pytestmark = pytest.mark.skipif(not PARAMS.is_file(), reason="needs the shared NIQE parameter file")
 SCALE = 8
 
