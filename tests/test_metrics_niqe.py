@@ -4,7 +4,6 @@ scikit-image's real photos, with the published pristine parameters from the shar
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
