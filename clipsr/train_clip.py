@@ -3,7 +3,6 @@ captioned dataset, for worlds such as SynthBirds where no pretrained CLIP knows 
 The result is an open_clip state dict that CLIP-SR then loads frozen (`clip.pretrained=PATH`)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from .config import get_config
 from .data.registry import build_dataset
 from .sampling import SeededItems, StepBatchSampler
 from .train_config import TrainConfig
+from .trainer import MetricsLogger
 
 CLIP_FILE = "clip.safetensors"
 
@@ -44,7 +44,8 @@ def train_clip(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out)
     model.train()
-    with open(out / "metrics.jsonl", "w") as log, tqdm(total=cfg.steps, unit="step", dynamic_ncols=True) as bar:
+    logger = MetricsLogger(out, enabled=True, append=False)
+    with tqdm(total=cfg.steps, unit="step", dynamic_ncols=True) as bar:
         for step, (images, captions) in enumerate(loader, start=1):
             image_emb = model.encode_image(clip_preprocess(images.to(device), image_size), normalize=True)
             text_emb = model.encode_text(tokenizer(captions).to(device), normalize=True)
@@ -58,8 +59,8 @@ def train_clip(cfg: TrainConfig) -> Path:
             bar.update()
             if step % cfg.log_every == 0 or step == cfg.steps:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-                log.write(json.dumps({"step": step, "clip_loss": loss.item()}) + "\n")
-                log.flush()
+                logger.log(step, {"clip_loss": loss.item()})
+    logger.close()
     return save_clip(model, out / CLIP_FILE)
 
 

@@ -24,7 +24,7 @@ from clipsr.synthbirds.captions import bird_captions, edit
 from clipsr.synthbirds.dataset import SynthBirdsDataset
 from clipsr.synthbirds.measure import part_colour_accuracy, part_colours
 from clipsr.synthbirds.palette import NAMES, colour_index
-from clipsr.synthbirds.render import DESCRIBED_PARTS, render
+from clipsr.synthbirds.render import DESCRIBED_PARTS, render, sample_spec
 
 
 def run_proof(full: CLIPSR, out_dir: str | Path, *, no_text: CLIPSR | None = None, n: int = 200,
@@ -40,7 +40,7 @@ def run_proof(full: CLIPSR, out_dir: str | Path, *, no_text: CLIPSR | None = Non
     for items in batches(data, n, batch_size):
         lr = torch.stack([item["lr"] for item in items])
         captions = [item["caption"] for item in items]
-        specs = [data.spec(data.seeds.index(item["seed"])) for item in items]
+        specs = [sample_spec(item["seed"]) for item in items]
         edited = [_random_edit(spec, part_i, rng) for part_i, spec in enumerate(specs)]
         hr = to_uint8(torch.stack([item["hr"] for item in items]))
         outputs = {
