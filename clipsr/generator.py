@@ -136,14 +136,11 @@ class Generator(nn.Module):
         """He init for LeakyReLU(0.2): PyTorch's default shrinks the signal ~0.4x per conv, ~1e-3 over
         the upsampler, so the text and the CLIP-ViT branch would start out barely reaching the image."""
         for module in self.modules():
-            if isinstance(module, nn.Conv2d) and not any(module is m for m in self._frozen_modules()):
+            if isinstance(module, nn.Conv2d) and module.weight.requires_grad:  # not the frozen CLIP's
                 nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
                 nn.init.zeros_(module.bias)
         # Start near a flat image (or near bicubic with the global skip), not at the residuals' scale.
         self.upsampler.out.weight.data.mul_(0.1 if self.cfg.global_skip == "none" else 0.01)
-
-    def _frozen_modules(self) -> list[nn.Module]:
-        return list(self.branch.clip_visual.modules()) if self.branch is not None else []
 
     def _skip_projection(self, channels: int, size: int) -> nn.Module | None:
         """How the encoder skip of `size` joins a G-block output of `channels` (None: left out)."""
