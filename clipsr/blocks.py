@@ -33,6 +33,21 @@ class Affine(nn.Module):
         return self.gamma(text)[:, :, None, None] * x + self.beta(text)[:, :, None, None]
 
 
+class TextMapper(nn.Module):
+    """Residual MLP on the sentence vector, shared by every text-conditioned block (ours, as StyleGAN's
+    mapping network): one decoder of what the caption says, trained by the gradients of all blocks, in
+    place of every small affine MLP learning it alone. Starts as the identity."""
+
+    def __init__(self, text_dim: int, hidden: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(text_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, text_dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        return text + self.mlp(text)
+
+
 class TIFBlock(nn.Module):
     """Text-image fusion: Affine -> LReLU -> Affine -> LReLU, on a re-weighted sentence vector."""
 

@@ -51,6 +51,11 @@ class GeneratorConfig:
     # sentence vectors share a large common part (caption-to-caption spread ~7% of their size), which
     # the affine MLPs are slow to see past; "none": F_T as it comes (the paper)
     text_norm: str = "none"
+    # True: a TIF block in every upsampling stage (ours): the parts a caption names at 16x are thinner than
+    # an LR pixel and are drawn at 32-256 px, where the paper's upsampler no longer sees the text
+    up_text: bool = False
+    # hidden width of a residual MLP on F_T shared by all text-conditioned blocks (ours); 0: none (the paper)
+    text_mapper: int = 0
 
     @property
     def lr_size(self) -> int:
@@ -113,7 +118,8 @@ PRESETS: dict[str, ModelConfig] = {
         clip=CLIPConfig(arch="clipsr-tiny", pretrained=None, quick_gelu=False),
         generator=GeneratorConfig(
             lr_res_width=32, enc_width=64, refine_channels=(64, 64, 64, 32), mapper_width=16,
-            n_prompts=3, prompt_heads=2, up_width=16, global_skip="bicubic", text_norm="batch",
+            n_prompts=3, prompt_heads=2, up_width=16, global_skip="bicubic", text_norm="batch", up_text=True,
+            text_reweight="none", text_mapper=256,
         ),
         discriminator=DiscriminatorConfig(taps=(1, 2, 3), out_width=64, head_width=32),
     ),

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import GBlock, TBlock
+from .blocks import GBlock, TBlock, TextMapper, TIFBlock
 from .clip import CLIPVisual
 from .config import FEATURE_SIZE, GeneratorConfig
 
@@ -84,24 +84,42 @@ class CLIPViTBranch(nn.Module):
         return feat + self.gate * out
 
 
-class Upsampler(nn.Module):
-    """Residual head at LR size plus the global skip, then log2(scale) PixelShuffle x2 stages."""
+class UpStage(nn.Module):
+    """x2 PixelShuffle stage; with text, a TIF block replaces its activation (`up_text`)."""
 
-    def __init__(self, in_ch: int, width: int, scale: int):
+    def __init__(self, width: int, text_dim: int | None, text_reweight: str):
+        super().__init__()
+        self.conv = conv3x3(width, width * 4)
+        self.shuffle = nn.PixelShuffle(2)
+        self.fuse = TIFBlock(text_dim, width, text_reweight) if text_dim else None
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = self.shuffle(self.conv(x))
+        return self.fuse(x, text) if self.fuse is not None else self.act(x)
+
+
+class Upsampler(nn.Module):
+    """Residual head at LR size plus the global skip, then log2(scale) PixelShuffle x2 stages.
+
+    The paper's upsampler sees no text; `text_dim` (the `up_text` switch) lets the text modulate every
+    stage, where parts thinner than an LR pixel are drawn."""
+
+    def __init__(self, in_ch: int, width: int, scale: int, text_dim: int | None = None,
+                 text_reweight: str = "softmax"):
         super().__init__()
         self.head = nn.Sequential(
             conv3x3(in_ch, width), nn.LeakyReLU(0.2), nn.Conv2d(width, width, 1), nn.LeakyReLU(0.2),
             conv3x3(width, in_ch))
         self.body = nn.Sequential(conv3x3(in_ch, width), nn.LeakyReLU(0.2))
-        stages = []
-        for _ in range(int(math.log2(scale))):
-            stages += [conv3x3(width, width * 4), nn.PixelShuffle(2), nn.LeakyReLU(0.2)]
-        self.stages = nn.Sequential(*stages)
+        self.stages = nn.ModuleList(UpStage(width, text_dim, text_reweight) for _ in range(int(math.log2(scale))))
         self.out = conv3x3(width, 3)
 
-    def forward(self, h: torch.Tensor, lr_res: torch.Tensor) -> torch.Tensor:
-        x = self.head(h) + lr_res
-        return self.out(self.stages(self.body(x)))
+    def forward(self, h: torch.Tensor, lr_res: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = self.body(self.head(h) + lr_res)
+        for stage in self.stages:
+            x = stage(x, text)
+        return self.out(x)
 
 
 class Generator(nn.Module):
@@ -115,6 +133,7 @@ class Generator(nn.Module):
         if cfg.text_norm not in ("batch", "none"):
             raise ValueError(f"text_norm must be 'batch' or 'none', got {cfg.text_norm!r}")
         self.text_norm = nn.BatchNorm1d(text_dim, affine=False) if cfg.text_norm == "batch" else nn.Identity()
+        self.text_mapper = TextMapper(text_dim, cfg.text_mapper) if cfg.text_mapper else nn.Identity()
         self.encoder = ImageEncoder(cfg)
         self.branch = CLIPViTBranch(cfg, clip_visual, text_dim) if cfg.clip_branch else None
         channels = (cfg.enc_width,) + cfg.refine_channels
@@ -127,7 +146,8 @@ class Generator(nn.Module):
             proj = self._skip_projection(ch, size)
             if proj is not None:
                 self.skip_proj[str(i)] = proj
-        self.upsampler = Upsampler(cfg.refine_channels[-1], cfg.up_width, cfg.scale)
+        self.upsampler = Upsampler(cfg.refine_channels[-1], cfg.up_width, cfg.scale,
+                                   text_dim if cfg.up_text else None, cfg.text_reweight)
         if cfg.global_skip not in ("bicubic", "none"):
             raise ValueError(f"global_skip must be 'bicubic' or 'none', got {cfg.global_skip!r}")
         self._init_convs()
@@ -157,7 +177,7 @@ class Generator(nn.Module):
         self._check_inputs(lr, text)
         if not self.cfg.use_text:
             text = torch.zeros_like(text)
-        text = self.text_norm(text)
+        text = self.text_mapper(self.text_norm(text))
         lr_res, skips = self.encoder(lr)
         h = skips[FEATURE_SIZE]
         if self.branch is not None:
@@ -166,7 +186,7 @@ class Generator(nn.Module):
             h = block(h, text)
             if str(i) in self.skip_proj:
                 h = h + self.skip_proj[str(i)](skips[size])
-        out = self.upsampler(h, lr_res)
+        out = self.upsampler(h, lr_res, text)
         if self.cfg.global_skip == "bicubic":
             out = out + F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False)
         return out

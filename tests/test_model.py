@@ -151,3 +151,29 @@ def test_text_norm_spreads_captions_apart():
     assert isinstance(build_model("tiny", 16, text_norm="none").generator.text_norm, torch.nn.Identity)
     with pytest.raises(ValueError, match="text_norm"):
         build_model("tiny", 16, text_norm="layer")
+
+
+def test_up_text_lets_the_text_steer_the_upsampler():
+    torch.manual_seed(0)
+    assert all(stage.fuse is None for stage in build_model("tiny", 16, up_text=False).generator.upsampler.stages)
+    # without the CLIP-ViT branch, every text path starts as the identity: only what we perturb reads text
+    model = build_model("tiny", 16, up_text=True, clip_branch=False).eval()
+    fuses = [stage.fuse for stage in model.generator.upsampler.stages]
+    assert len(fuses) == 4  # 16x: four x2 stages
+    lr, text, other = torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, 64), torch.randn(2, 64)
+    model.generator(lr, text).square().mean().backward()
+    assert all(f.affine1.gamma[-1].weight.grad.abs().sum() > 0 for f in fuses)  # trainable from the start
+    with torch.no_grad():
+        torch.testing.assert_close(model.generator(lr, text), model.generator(lr, other))
+        torch.nn.init.normal_(fuses[-1].affine2.beta[-1].weight, std=0.5)  # as if trained
+        assert (model.generator(lr, text) - model.generator(lr, other)).abs().max() > 1e-3
+
+
+def test_text_mapper_starts_as_identity_and_learns():
+    torch.manual_seed(0)
+    assert isinstance(build_model("tiny", 16, text_mapper=0).generator.text_mapper, torch.nn.Identity)
+    mapper = build_model("tiny", 16, text_mapper=32).generator.text_mapper
+    text = torch.randn(3, 64)
+    torch.testing.assert_close(mapper(text), text)
+    mapper(text).sum().backward()
+    assert mapper.mlp[-1].weight.grad.abs().sum() > 0

@@ -1,4 +1,5 @@
-"""`python -m clipsr.synthbirds export|survival|sheet`: write the dataset, measure colour survival, look at it."""
+"""`python -m clipsr.synthbirds export|survival|sheet|clip-report|proof`: write the dataset, measure colour
+survival, look at it, say what a CLIP learned of it, and prove that text helps."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -56,6 +57,41 @@ def sheet(out: Path, count: int = 12, columns: int = 3, scale: int = 16) -> None
         path = contact_sheet(out, count, columns, scale)
     typer.echo(f"wrote {path}")
 
+
+@app.command("clip-report")
+def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CLIP architecture"),
+                n: int = typer.Option(200, help="val birds for retrieval"),
+                probe_birds: int = typer.Option(4000, help="train birds the text probe learns from"),
+                out: Path = typer.Option(None, "--out", "-o", help="also write the numbers as JSON")) -> None:
+    """Zero-shot part-colour retrieval and the text probe of CLIP weights, beside a random CLIP."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from clipsr.clip import load_clip
+    from clipsr.config import get_config
+    from clipsr.synthbirds.clip_report import part_colour_retrieval, text_probe
+
+    with _one_line_errors():
+        if not weights.is_file():
+            raise FileNotFoundError(f"no CLIP weights at {weights}")
+        config = dataclasses.replace(get_config(preset).clip, pretrained=str(weights))
+        torch.manual_seed(0)
+        models = {"trained": load_clip(config), "random": load_clip(dataclasses.replace(config, pretrained=None))}
+    result = {name: {"retrieval": part_colour_retrieval(model, config.arch, n=n),
+                     "text_probe": text_probe(model, config.arch, n_train=probe_birds)} for name, model in models.items()}
+    table = Table(title=f"{weights}: what the CLIP knows of SynthBirds (chance 10%)")
+    for column in ("part", "retrieval", "retrieval, random CLIP", "text probe", "text probe, random CLIP"):
+        table.add_column(column)
+    for part in DESCRIBED_PARTS:
+        table.add_row(part, *(f"{result[name][kind][part]:.1%}" for kind in ("retrieval", "text_probe")
+                              for name in ("trained", "random")))
+    Console().print(table)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        typer.echo(f"wrote {out}")
 
 
 @app.command()

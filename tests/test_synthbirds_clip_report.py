@@ -1,0 +1,54 @@
+"""What a CLIP knows of SynthBirds (issue 4): zero-shot retrieval and the text probe of F_T."""
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from clipsr.clip import load_clip
+from clipsr.config import get_config
+from clipsr.synthbirds.__main__ import app
+from clipsr.synthbirds.clip_report import part_colour_retrieval, text_probe
+from clipsr.synthbirds.palette import NAMES
+from clipsr.synthbirds.render import DESCRIBED_PARTS
+from clipsr.train_clip import save_clip
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    torch.manual_seed(0)
+    return load_clip(get_config("tiny").clip)
+
+
+def test_text_probe_reads_colours_and_fails_when_the_words_are_gone(tiny_clip):
+    seen = text_probe(tiny_clip, "clipsr-tiny", n_train=1000, n_test=200, steps=200)
+    assert set(seen) == set(DESCRIBED_PARTS)
+    assert min(seen.values()) > 0.5  # even a random text tower keeps the colour words apart (chance 10%)
+    blind = load_clip(get_config("tiny").clip)
+    blind.load_state_dict(tiny_clip.state_dict())
+    colour_tokens = open_clip.get_tokenizer("clipsr-tiny")(list(NAMES))[:, 1]
+    with torch.no_grad():  # every colour word becomes the same word: nothing left to read
+        blind.token_embedding.weight[colour_tokens] = blind.token_embedding.weight[colour_tokens[0]].clone()
+    unseen = text_probe(blind, "clipsr-tiny", n_train=1000, n_test=200, steps=200)
+    assert max(unseen.values()) < 0.3
+
+
+def test_retrieval_of_a_random_clip_is_near_chance(tiny_clip):
+    result = part_colour_retrieval(tiny_clip, "clipsr-tiny", n=40, batch=20)
+    assert set(result) == set(DESCRIBED_PARTS)
+    assert all(0.0 <= v <= 0.4 for v in result.values())
+
+
+def test_cli_clip_report(tiny_clip, tmp_path):
+    weights = save_clip(tiny_clip, tmp_path / "clip.safetensors")
+    out = tmp_path / "report" / "clip.json"
+    result = CliRunner().invoke(app, ["clip-report", str(weights), "--n", "20", "--probe-birds", "500",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report) == {"trained", "random"} and set(report["trained"]["text_probe"]) == set(DESCRIBED_PARTS)
+    missing = CliRunner().invoke(app, ["clip-report", str(tmp_path / "nope.safetensors")])
+    assert missing.exit_code == 2 and "no CLIP weights" in missing.output
