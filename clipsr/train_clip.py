@@ -39,7 +39,7 @@ def train_clip(cfg: TrainConfig) -> Path:
     loss_fn = ClipLoss()
     dataset = build_dataset(cfg.dataset, cfg.data_root, "train", cfg.scale, True, **cfg.data_options)
     loader = DataLoader(SeededItems(dataset), batch_sampler=StepBatchSampler(len(dataset), cfg.batch_size,
-                        cfg.seed, 0, cfg.steps), collate_fn=_collate, num_workers=max(cfg.num_workers, 0))
+                        cfg.seed, 0, cfg.steps), collate_fn=collate_captioned, num_workers=max(cfg.num_workers, 0))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out)
@@ -70,5 +70,8 @@ def save_clip(model: torch.nn.Module, path: Path) -> Path:
     return atomic_write(path, lambda tmp: safetensors.torch.save_file(state, str(tmp)))
 
 
-def _collate(items: list[dict]) -> tuple[torch.Tensor, list[str]]:
-    return torch.stack([i["hr"] for i in items]), [i["caption"] for i in items]
+def collate_captioned(items: list[dict]) -> tuple[torch.Tensor, list[str]]:
+    """Images and captions; twins (SynthBirds `twins=true`) join the batch as hard negatives."""
+    twins = [i for i in items if "twin_hr" in i]
+    images = [i["hr"] for i in items] + [i["twin_hr"] for i in twins]
+    return torch.stack(images), [i["caption"] for i in items] + [i["twin_caption"] for i in twins]

@@ -84,6 +84,13 @@ def load_model(checkpoint: str | Path | None, preset: str | None, scale: int, ra
     return load_checkpoint(path, preset=preset, scale=scale).eval(), str(path)
 
 
+def _source(source: str) -> dict[str, str]:
+    """Where the weights came from; a checkpoint's digest ties the folder to the exact file."""
+    if source == "random":
+        return {"checkpoint": source}
+    return {"checkpoint": Path(source).name, "checkpoint_sha256": sha256(Path(source))}
+
+
 def default_name(model: CLIPSR, source: str) -> str:
     cfg = model.config
     return f"random-{cfg.preset}-x{cfg.generator.scale}" if source == "random" else Path(source).stem
@@ -174,7 +181,7 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                 folder, name=options.name or default_name(model, source), preset=cfg.preset,
                 scale=cfg.generator.scale, lr_size=cfg.generator.lr_size, hr_size=HR_SIZE, opset=options.opset,
                 tokenizer=tokenizer, stage_files=files, parity=figures,
-                source={"checkpoint": source, **_versions(), "exporter": exporter}, engines=engines)
+                source={**_source(source), **_versions(), "exporter": exporter}, engines=engines)
             write_manifest(folder, manifest)
     return ExportResult(Path(out), manifest, step.seconds)
 

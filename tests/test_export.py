@@ -110,7 +110,8 @@ def test_manifest_lists_what_the_contract_asks(x16):
     dim = x16.model.text_encoder.embed_dim
     assert raw["text_encoder"]["inputs"] == {"tokens": {"shape": ["batch", 77], "dtype": "int32"}}
     assert raw["text_encoder"]["outputs"] == {"text_embedding": {"shape": ["batch", dim], "dtype": "float32"}}
-    assert raw["name"] == "tiny-x16" and raw["source"]["checkpoint"] == str(x16.checkpoint)
+    assert raw["name"] == "tiny-x16" and raw["source"]["checkpoint"] == x16.checkpoint.name
+    assert raw["source"]["checkpoint_sha256"] == sha256(x16.checkpoint)
     assert raw["source"]["exporter"] == {"text_encoder": "dynamo", "generator": "dynamo"}
     assert set(raw["parity"]) == {"fp32", "fp16"}
     assert "fp32 parity vs PyTorch" in x16.log and "wrote" in x16.log

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.ndimage import binary_dilation
 from typer.testing import CliRunner
 
 from clipsr.data.registry import build_dataset
@@ -14,10 +15,12 @@ from clipsr.data.resize import bicubic_downsample
 from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.captions import bird_captions
 from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
+from clipsr.synthbirds.palette import NAMES
 from clipsr.synthbirds.export import export_jsonl
 from clipsr.synthbirds.render import DESCRIBED_PARTS, render
 from clipsr.synthbirds.sheet import contact_sheet
 from clipsr.synthbirds.splits import DEFAULT_COUNTS, SPLIT_SEEDS, split_seeds
+from clipsr.train_clip import collate_captioned
 
 
 def test_split_seed_ranges_are_disjoint_and_bounded():
@@ -129,3 +132,34 @@ def test_first_caption_mode_always_gives_the_canonical_caption():
         assert data[i]["caption"] == bird_captions(data.spec(i))[0]
     with pytest.raises(ValueError, match="captions must be"):
         SynthBirdsDataset(captions="some")
+
+
+def test_twins_differ_in_one_named_part_only():
+    torch.manual_seed(0)
+    ds = SynthBirdsDataset("train", count=6, train=True, twins=True)
+    for i in range(len(ds)):
+        item = ds[i]
+        changed = (item["colours"] != item["twin_colours"]).nonzero().flatten().tolist()
+        assert len(changed) == 1
+        part = DESCRIBED_PARTS[changed[0]]
+        # the same sentence, one colour word apart, and that word is the changed part's
+        words, twin_words = item["caption"].split(), item["twin_caption"].split()
+        assert len(words) == len(twin_words)
+        assert 1 <= sum(a != b for a, b in zip(words, twin_words)) <= 2  # colour (and "a"/"an")
+        assert NAMES[item["twin_colours"][changed[0]]] in item["twin_caption"]
+        # the same picture but for that part
+        mask = render(ds.spec(i))[1][part]
+        differs = (item["hr"] != item["twin_hr"]).any(0).numpy()
+        assert differs.any() and differs[~binary_dilation(mask, iterations=2)].sum() == 0
+    assert "twin_hr" not in SynthBirdsDataset("train", count=1)[0]
+
+
+def test_clip_stage_batches_twins_as_hard_negatives():
+    ds = SynthBirdsDataset("train", count=3, train=True, twins=True)
+    items = [ds[i] for i in range(3)]
+    images, captions = collate_captioned(items)
+    assert images.shape == (6, 3, 256, 256)
+    assert captions == [i["caption"] for i in items] + [i["twin_caption"] for i in items]
+    torch.testing.assert_close(images[3:], torch.stack([i["twin_hr"] for i in items]))
+    plain, plain_captions = collate_captioned([SynthBirdsDataset("train", count=1)[0]])
+    assert plain.shape[0] == 1 and len(plain_captions) == 1

@@ -3,6 +3,10 @@
 `mismatch_lr_prob` (DESIGN.md 7): with that probability the LR is rendered from the same bird with other
 colours for one or more described parts while HR and caption stay true, so the model learns that the LR
 cannot be trusted for those colours and must read them from the caption.
+
+`twins` (for the CLIP stage): each item also carries a twin, the same bird with one part the caption
+names in another colour, and the same caption with that colour: a hard negative that only the part's
+colour tells apart, so a CLIP trained on it must look at the small parts, not only the body and scene.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ class SynthBirdsDataset(Dataset):
     vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours")."""
 
     def __init__(self, split: str = "train", scale: int = 16, train: bool = True, count: int | None = None,
-                 seed_offset: int = 0, mismatch_lr_prob: float = 0.0, captions: str = "random") -> None:
+                 seed_offset: int = 0, mismatch_lr_prob: float = 0.0, captions: str = "random",
+                 twins: bool = False) -> None:
         if scale < 1 or SIZE % scale:
             raise ValueError(f"scale {scale} must divide the image size {SIZE}")
         if not 0.0 <= mismatch_lr_prob <= 1.0:
@@ -35,6 +40,7 @@ class SynthBirdsDataset(Dataset):
         # "first": always the canonical caption naming all four parts (the evaluation one), so the text
         # varies only in colours; a weakly trained CLIP's sentence vector is dominated by phrasing otherwise
         self.random_caption = train and captions == "random"
+        self.twins = twins
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -50,16 +56,21 @@ class SynthBirdsDataset(Dataset):
         lr_source = hr if lr_spec is spec else render(lr_spec)[0]
         lr = bicubic_downsample(lr_source.astype(np.float32) / 255.0, self.scale)
         texts = bird_captions(spec)
-        caption = texts[int(torch.randint(len(texts), ()))] if self.random_caption else texts[0]
-        return {
+        choice = int(torch.randint(len(texts), ())) if self.random_caption else 0
+        item = {
             "hr": _to_tensor(hr.astype(np.float32) / 255.0),
             "lr": _to_tensor(np.clip(lr, 0.0, 1.0)),
-            "caption": caption,
+            "caption": texts[choice],
             "key": bird_key(self.split, spec.seed),
             "seed": spec.seed,
             "colours": described_colours(spec),
             "lr_colours": described_colours(lr_spec),
         }
+        if self.twins:
+            twin, item["twin_caption"] = self._twin(spec, choice)
+            item["twin_hr"] = _to_tensor(render(twin)[0].astype(np.float32) / 255.0)
+            item["twin_colours"] = described_colours(twin)
+        return item
 
     @staticmethod
     def _mismatched(spec: BirdSpec) -> BirdSpec:
@@ -72,6 +83,23 @@ class SynthBirdsDataset(Dataset):
                 shift = int(torch.randint(1, len(NAMES), ()))
                 spec = edit(spec, part, (colour_index(getattr(spec, part)) + shift) % len(NAMES))
         return spec
+
+
+    @staticmethod
+    def _twin(spec: BirdSpec, choice: int) -> tuple[BirdSpec, str]:
+        """The bird with one part its caption `choice` names recoloured, and that caption of the twin.
+
+        Captions are drawn from the bird's seed, which an edit keeps, so the twin's caption is the same
+        sentence with the new colour: a part the caption names is one whose recolouring changes it."""
+        caption = bird_captions(spec)[choice]
+        for i in torch.randperm(len(DESCRIBED_PARTS)).tolist():
+            part = DESCRIBED_PARTS[i]
+            shift = int(torch.randint(1, len(NAMES), ()))
+            twin = edit(spec, part, (colour_index(getattr(spec, part)) + shift) % len(NAMES))
+            twin_texts = bird_captions(twin)
+            if choice < len(twin_texts) and twin_texts[choice] != caption:
+                return twin, twin_texts[choice]
+        raise ValueError(f"caption {caption!r} of bird {spec.seed} names no described part")
 
 
 def described_colours(spec: BirdSpec) -> torch.Tensor:
