@@ -1,6 +1,8 @@
 """Text-conditioned building blocks of the generator (DF-GAN / GALIP style)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,3 +98,30 @@ class TBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return x + self.fuse2(self.up(self.fuse1(self.down(x), text)), text)
+
+
+class TextPalette(nn.Module):
+    """Blend the SR image with K colours read from the text, where the image features ask for them:
+    out = a_0 * image + sum_k a_k * colour_k(text), a = softmax over K + 1 per-pixel logits. Starts close
+    to the SR image (a_0 = 0.9 everywhere); the logits can be taught from part labels (`with_choice`)."""
+
+    def __init__(self, text_dim: int, channels: int, colours: int, hidden: int = 128):
+        super().__init__()
+        self.colours = nn.Sequential(nn.Linear(text_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, colours * 3))
+        self.where = nn.Conv2d(channels, colours + 1, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Small random choices, the SR value favoured: a_0 = 0.9 and every colour 0.1 / K at the start."""
+        k = self.where.out_channels - 1
+        nn.init.normal_(self.where.weight, std=0.01)
+        with torch.no_grad():
+            self.where.bias.copy_(torch.tensor([math.log(9.0 * k)] + [0.0] * k))
+
+    def forward(self, image: torch.Tensor, features: torch.Tensor, text: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The blended image and the per-pixel choice logits (B, K + 1, H, W; 0 = keep the SR value)."""
+        logits = self.where(features)
+        weights = torch.softmax(logits, dim=1)
+        colours = self.colours(text).view(text.shape[0], -1, 3, 1, 1)            # (B, K, 3, 1, 1)
+        return weights[:, :1] * image + (weights[:, 1:, None] * colours).sum(dim=1), logits

@@ -51,11 +51,18 @@ class GeneratorConfig:
     # sentence vectors share a large common part (caption-to-caption spread ~7% of their size), which
     # the affine MLPs are slow to see past; "none": F_T as it comes (the paper)
     text_norm: str = "none"
+    # > 0: clamp the standardised text to +-text_clamp. A model trained on one phrasing has tiny per-dimension
+    # spreads, so another phrasing standardises to hundreds of sigmas; the clamp keeps its output bounded
+    text_clamp: float = 0.0
     # True: a TIF block in every upsampling stage (ours): the parts a caption names at 16x are thinner than
     # an LR pixel and are drawn at 32-256 px, where the paper's upsampler no longer sees the text
     up_text: bool = False
     # hidden width of a residual MLP on F_T shared by all text-conditioned blocks (ours); 0: none (the paper)
     text_mapper: int = 0
+    # K > 0: a text palette at the output (ours): the text gives K colours, the image features choose per
+    # pixel between the SR value and one of them. FiLM alone must learn text x location as one product
+    # inside its channels, which a short CPU run does not; here "where" and "which colour" are learnt apart
+    text_palette: int = 0
 
     @property
     def lr_size(self) -> int:

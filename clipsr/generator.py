@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import GBlock, TBlock, TextMapper, TIFBlock
+from .blocks import GBlock, TBlock, TextMapper, TextPalette, TIFBlock
 from .clip import CLIPVisual
 from .config import FEATURE_SIZE, GeneratorConfig
 
@@ -100,7 +100,8 @@ class UpStage(nn.Module):
 
 
 class Upsampler(nn.Module):
-    """Residual head at LR size plus the global skip, then log2(scale) PixelShuffle x2 stages.
+    """Residual head at LR size plus the global skip, then log2(scale) PixelShuffle x2 stages; `features`
+    runs them, `out` maps the result to RGB.
 
     The paper's upsampler sees no text; `text_dim` (the `up_text` switch) lets the text modulate every
     stage, where parts thinner than an LR pixel are drawn."""
@@ -115,11 +116,12 @@ class Upsampler(nn.Module):
         self.stages = nn.ModuleList(UpStage(width, text_dim, text_reweight) for _ in range(int(math.log2(scale))))
         self.out = conv3x3(width, 3)
 
-    def forward(self, h: torch.Tensor, lr_res: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def features(self, h: torch.Tensor, lr_res: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The full-size features that `out` turns into RGB (and a text palette reads)."""
         x = self.body(self.head(h) + lr_res)
         for stage in self.stages:
             x = stage(x, text)
-        return self.out(x)
+        return x
 
 
 class Generator(nn.Module):
@@ -150,6 +152,7 @@ class Generator(nn.Module):
                                    text_dim if cfg.up_text else None, cfg.text_reweight)
         if cfg.global_skip not in ("bicubic", "none"):
             raise ValueError(f"global_skip must be 'bicubic' or 'none', got {cfg.global_skip!r}")
+        self.palette = TextPalette(text_dim, cfg.up_width, cfg.text_palette) if cfg.text_palette else None
         self._init_convs()
 
     def _init_convs(self) -> None:
@@ -161,6 +164,8 @@ class Generator(nn.Module):
                 nn.init.zeros_(module.bias)
         # Start near a flat image (or near bicubic with the global skip), not at the residuals' scale.
         self.upsampler.out.weight.data.mul_(0.1 if self.cfg.global_skip == "none" else 0.01)
+        if self.palette is not None:
+            self.palette.reset_parameters()
 
     def _skip_projection(self, channels: int, size: int) -> nn.Module | None:
         """How the encoder skip of `size` joins a G-block output of `channels` (None: left out)."""
@@ -173,11 +178,18 @@ class Generator(nn.Module):
             return None
         raise ValueError(f"skip_mismatch must be 'project' or 'drop', got {self.cfg.skip_mismatch!r}")
 
-    def forward(self, lr: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, lr: torch.Tensor, text: torch.Tensor, with_choice: bool = False):
+        """SR image; with `with_choice`, also the text palette's choice logits (for a part-label loss)."""
         self._check_inputs(lr, text)
+        if with_choice and self.palette is None:
+            raise ValueError("part labels need a text palette: set generator.text_palette "
+                             "(e.g. --set generator.text_palette=4)")
         if not self.cfg.use_text:
             text = torch.zeros_like(text)
-        text = self.text_mapper(self.text_norm(text))
+        text = self.text_norm(text)
+        if self.cfg.text_clamp > 0:
+            text = text.clamp(-self.cfg.text_clamp, self.cfg.text_clamp)
+        text = self.text_mapper(text)
         lr_res, skips = self.encoder(lr)
         h = skips[FEATURE_SIZE]
         if self.branch is not None:
@@ -186,10 +198,14 @@ class Generator(nn.Module):
             h = block(h, text)
             if str(i) in self.skip_proj:
                 h = h + self.skip_proj[str(i)](skips[size])
-        out = self.upsampler(h, lr_res, text)
+        features = self.upsampler.features(h, lr_res, text)
+        out = self.upsampler.out(features)
         if self.cfg.global_skip == "bicubic":
             out = out + F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False)
-        return out
+        if self.palette is None:
+            return out
+        out, choice = self.palette(out, features, text)
+        return (out, choice) if with_choice else out
 
     def _check_inputs(self, lr: torch.Tensor, text: torch.Tensor) -> None:
         size = self.cfg.lr_size

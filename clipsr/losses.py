@@ -116,6 +116,26 @@ def _select_features(state: dict[str, torch.Tensor], features: nn.Module, source
     return {k: state[k] for k in wanted}
 
 
+def weighted_l1(sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean |sr - hr|; with a (B, 1, H, W) `weight`, the weighted mean (weights normalised to sum 1, so
+    the term keeps the size of a plain L1 and lambda/lr settings carry over)."""
+    error = (sr - hr).abs()
+    if weight is None:
+        return error.mean()
+    return (error * weight).sum() / (weight.sum() * error.shape[1])
+
+
+def part_choice_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of a text palette's per-pixel choice (B, K + 1, H, W) against part labels (B, H, W),
+    weighted like the L1 term when `weight` is given (the parts are ~1% of the pixels)."""
+    if int(labels.max()) >= logits.shape[1]:
+        raise ValueError(f"part labels go up to {int(labels.max())}, the palette has {logits.shape[1] - 1} colours")
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    if weight is None:
+        return ce.mean()
+    return (ce * weight[:, 0]).sum() / weight.sum()
+
+
 def hinge_d_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor, mismatch_logit: torch.Tensor) -> torch.Tensor:
     """Discriminator hinge loss: real/matching pairs up, fakes and mismatched captions down (half each)."""
     return F.relu(1 - real_logit).mean() + 0.5 * (F.relu(1 + fake_logit).mean() + F.relu(1 + mismatch_logit).mean())

@@ -28,6 +28,7 @@ class TrainConfig:
     ma_gp_k: float = 2.0
     ma_gp_p: float = 6.0
     l1_weight: float = 1.0
+    part_loss: float = 1.0             # cross-entropy of the text palette's choice, when batches carry part labels
     perceptual: str | None = "imagenet"  # "imagenet", a weights file, "random" or None
     perceptual_fallback: str = "off"     # when the VGG weights are missing: "off", "random" or "raise"
     clip_lr: float = 5e-4              # stage "clip": AdamW learning rate

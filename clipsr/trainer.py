@@ -2,6 +2,8 @@
 
 D: hinge on (real, text) vs (fake, text) and (real, mismatched text), plus MA-GP on the real pair.
 G: L1 + VGG perceptual + lambda_adv * (-D(fake, text) - alpha * cos(CLIP(fake), text)).
+A dataset may add per-pixel L1 weights ("loss_weight") and part labels ("part_labels": a cross-entropy on
+a text palette's choice); SynthBirds does on request.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from tqdm import tqdm
 from . import distributed
 from .checkpoint import load_weights, save_checkpoint
 from .data.registry import build_dataset
-from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp
+from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, part_choice_loss, weighted_l1
 from .model import CLIPSR, build_model
 from .sampling import SeededItems, StepBatchSampler
 from .train_config import TrainConfig
@@ -30,8 +32,12 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def collate(items: list[dict]) -> dict:
-    return {"hr": torch.stack([i["hr"] for i in items]), "lr": torch.stack([i["lr"] for i in items]),
-            "caption": [i["caption"] for i in items]}
+    batch = {"hr": torch.stack([i["hr"] for i in items]), "lr": torch.stack([i["lr"] for i in items]),
+             "caption": [i["caption"] for i in items]}
+    for key in ("loss_weight", "part_labels"):  # per-pixel L1 weights, part labels (e.g. synthbirds options)
+        if key in items[0]:
+            batch[key] = torch.stack([i[key] for i in items])
+    return batch
 
 
 class SRTrainer:
@@ -100,14 +106,18 @@ class SRTrainer:
         return {"d_hinge": loss.item(), "d_magp": gp.item(), "d_real": real.mean().item(),
                 "d_fake": fake_logit.mean().item()}
 
-    def g_step(self, lr, hr, text) -> dict[str, float]:
+    def g_step(self, lr, hr, text, weight=None, labels=None) -> dict[str, float]:
         m, cfg = self.model, self.cfg
         with self.autocast():
-            fake = self.g(lr, text)
-            l1 = (fake - hr).abs().mean()
+            fake, choice = self.g(lr, text, with_choice=True) if labels is not None else (self.g(lr, text), None)
+            l1 = weighted_l1(fake, hr, weight)
             per = self.perceptual(fake, hr) if self.perceptual.mode != "off" else fake.new_zeros(())
             loss = cfg.l1_weight * l1 + per
             logs = {"g_l1": l1.item(), "g_per": per.item()}
+            if choice is not None:
+                part = part_choice_loss(choice.float(), labels, weight)
+                loss = loss + cfg.part_loss * part
+                logs["g_part"] = part.item()
             if self.use_d:
                 feats, img_emb = m.discriminator.features(fake)
                 adv = generator_adv_loss(self.d(feats, text), img_emb, text, alpha=cfg.alpha)
@@ -132,7 +142,8 @@ class SRTrainer:
             lr, hr = batch["lr"].to(self.device), batch["hr"].to(self.device)
             text = m.encode_text(m.tokenize(batch["caption"]).to(self.device))
             logs = self.d_step(lr, hr, text) if self.use_d else {}
-            logs.update(self.g_step(lr, hr, text))
+            weight, labels = (batch[k].to(self.device) if k in batch else None for k in ("loss_weight", "part_labels"))
+            logs.update(self.g_step(lr, hr, text, weight, labels))
             self.scaler.update()
             step += 1
             bar.update()

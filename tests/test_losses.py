@@ -8,7 +8,32 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from clipsr.losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp
+from clipsr.losses import (VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, part_choice_loss,
+                           weighted_l1)
+
+
+def test_weighted_l1_is_a_weighted_mean_of_the_pixel_errors():
+    sr, hr = torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)
+    hr[0, :, 0, 0] = torch.tensor([3.0, 6.0, 9.0])  # one pixel wrong by 6 on average
+    assert weighted_l1(sr, hr).item() == pytest.approx(18 / 12)
+    assert weighted_l1(sr, hr, torch.full((1, 1, 2, 2), 5.0)).item() == pytest.approx(18 / 12)
+    weight = torch.ones(1, 1, 2, 2)
+    weight[0, 0, 0, 0] = 9.0  # that pixel counts 9 of 12
+    assert weighted_l1(sr, hr, weight).item() == pytest.approx(9 / 12 * 6.0)
+
+
+def test_part_choice_loss_rewards_the_labelled_choice():
+    labels = torch.tensor([[[0, 2]]])  # (B=1, H=1, W=2): keep, then colour 2
+    right = torch.zeros(1, 3, 1, 2)
+    right[0, 0, 0, 0] = right[0, 2, 0, 1] = 10.0
+    assert part_choice_loss(right, labels).item() < 1e-3
+    assert part_choice_loss(torch.zeros(1, 3, 1, 2), labels).item() == pytest.approx(math.log(3))
+    wrong = right.flip(-1)
+    weight = torch.tensor([[[[1.0, 3.0]]]])  # the part pixel counts 3 of 4
+    per_pixel = torch.nn.functional.cross_entropy(wrong, labels, reduction="none")[0, 0]
+    assert part_choice_loss(wrong, labels, weight).item() == pytest.approx((per_pixel[0] + 3 * per_pixel[1]).item() / 4)
+    with pytest.raises(ValueError, match="palette has 2 colours"):
+        part_choice_loss(right, labels + 1)
 
 
 def test_hinge_d_loss_value():

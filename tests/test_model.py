@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipsr.blocks import TIFBlock
+from clipsr.blocks import TextPalette, TIFBlock
 from clipsr.config import get_config
 from clipsr.model import build_model
 
@@ -177,3 +177,47 @@ def test_text_mapper_starts_as_identity_and_learns():
     torch.testing.assert_close(mapper(text), text)
     mapper(text).sum().backward()
     assert mapper.mlp[-1].weight.grad.abs().sum() > 0
+
+
+def test_text_palette_starts_near_the_image_and_learns_where_from_image_which_colour_from_text():
+    torch.manual_seed(0)
+    assert build_model("tiny", 16, text_palette=0).generator.palette is None
+    generator = build_model("tiny", 16, text_palette=4).generator.eval()
+    with torch.no_grad():
+        image, choice = generator(torch.zeros(2, 3, 16, 16), torch.randn(2, 64), with_choice=True)
+    assert image.shape == (2, 3, 256, 256) and choice.shape == (2, 5, 256, 256)
+    palette = TextPalette(text_dim=4, channels=2, colours=2, hidden=16)
+    image = torch.zeros(4, 3, 8, 8)
+    features = torch.zeros(4, 2, 8, 8)
+    features[:, 0, :4] = 1.0  # the image marks the top half ("a crown here")
+    text = torch.eye(4)       # four captions, one colour each
+    colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
+    target = image.clone()
+    target[:, :, :4] = colours[:, :, None, None]
+    with torch.no_grad():
+        weights = torch.softmax(palette.where(features), dim=1)
+    torch.testing.assert_close(weights[:, 0], torch.full((4, 8, 8), 0.9), atol=0.02, rtol=0)
+    optimiser = torch.optim.Adam(palette.parameters(), lr=0.03)
+    for _ in range(300):
+        optimiser.zero_grad()
+        (palette(image, features, text)[0] - target).abs().mean().backward()
+        optimiser.step()
+    with torch.no_grad():
+        out = palette(image, features, text)[0]
+    assert (out[:, :, :4] - target[:, :, :4]).abs().max() < 0.15, "the marked half takes each caption's colour"
+    assert out[:, :, 4:].abs().max() < 0.15, "the rest keeps the image"
+
+
+def test_text_clamp_bounds_unseen_phrasings_and_leaves_seen_ones():
+    torch.manual_seed(0)
+    free = build_model("tiny", 16, text_palette=4).eval()
+    clamped = build_model("tiny", 16, text_palette=4, text_clamp=4.0).eval()
+    clamped.load_state_dict(free.state_dict())
+    lr = torch.rand(2, 3, 16, 16) * 2 - 1
+    seen, unseen = torch.randn(2, 64).clamp(-3, 3), torch.randn(2, 64) * 500  # running stats are 0 / 1
+    with torch.no_grad():
+        torch.nn.init.normal_(free.generator.palette.colours[-1].weight, std=0.5)  # as if trained
+        clamped.generator.palette.colours[-1].weight.copy_(free.generator.palette.colours[-1].weight)
+        torch.testing.assert_close(free.generator(lr, seen), clamped.generator(lr, seen))
+        assert free.generator(lr, unseen).abs().max() > 100
+        assert clamped.generator(lr, unseen).abs().max() < 20

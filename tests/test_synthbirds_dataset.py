@@ -81,7 +81,33 @@ def test_mismatched_lr_keeps_hr_and_caption_true():
         assert not torch.equal(a["lr"], b["lr"])
 
 
+def test_part_weight_marks_exactly_the_described_parts():
+    plain = SynthBirdsDataset("train", count=2, train=False)
+    weighted = SynthBirdsDataset("train", count=2, train=False, part_weight=20)
+    assert "loss_weight" not in plain[0]
+    item = weighted[0]
+    masks = render(weighted.spec(0))[1]
+    described = np.logical_or.reduce([masks[p] for p in DESCRIBED_PARTS])
+    weight = item["loss_weight"]
+    assert weight.shape == (1, 256, 256)
+    assert torch.equal(weight[0] == 20, torch.from_numpy(described)) and set(weight.unique().tolist()) == {1.0, 20.0}
+    assert 0.002 < described.mean() < 0.05, "the described parts are a small share of the image"
+    assert torch.equal(item["hr"], plain[0]["hr"])
+
+
+def test_part_labels_number_the_described_parts():
+    ds = SynthBirdsDataset("train", count=1, train=False, part_labels=True)
+    labels = ds[0]["part_labels"]
+    masks = render(ds.spec(0))[1]
+    assert labels.dtype == torch.long and labels.shape == (256, 256)
+    for i, part in enumerate(DESCRIBED_PARTS):
+        assert torch.equal(labels == i + 1, torch.from_numpy(masks[part])), part
+    assert (labels == 0).float().mean() > 0.9
+
+
 def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="part_weight 0.5"):
+        SynthBirdsDataset(part_weight=0.5)
     with pytest.raises(ValueError, match="scale 3"):
         SynthBirdsDataset(scale=3)
     with pytest.raises(ValueError, match="mismatch_lr_prob 1.5"):

@@ -27,6 +27,7 @@ def train(
     clip_lr: float = typer.Option(5e-4, help="stage clip: AdamW learning rate"),
     lambda_adv: float = typer.Option(0.01, help="adversarial weight; 0 trains without the discriminator"),
     perceptual: str = typer.Option("imagenet", help="VGG-19 weights: imagenet, a file, random or off"),
+    part_loss: float = typer.Option(1.0, help="weight of the text palette's part-choice loss (batches with part labels)"),
     seed: int = typer.Option(0), device: str = typer.Option("auto", help="auto, cpu, cuda"),
     amp: str = typer.Option("off", help="off, bf16 or fp16 (CUDA only)"),
     num_workers: int = typer.Option(-1, help="data loader workers (-1: 0 on CPU, 4 on CUDA)"),
@@ -45,7 +46,7 @@ def train(
         stage=stage, preset=preset, scale=scale, model=parse_assignments(set_), dataset=dataset,
         data_root=str(data_root) if data_root else None, data_options=parse_assignments(data_opt), out=str(out),
         steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, clip_lr=clip_lr, lambda_adv=lambda_adv,
-        perceptual=None if perceptual == "off" else perceptual, seed=seed, device=device, amp=amp,
+        part_loss=part_loss, perceptual=None if perceptual == "off" else perceptual, seed=seed, device=device, amp=amp,
         num_workers=num_workers, ckpt_every=ckpt_every, log_every=log_every)
     if resume:
         cfg = _resumed_config(cfg)

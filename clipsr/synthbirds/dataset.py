@@ -4,6 +4,15 @@
 colours for one or more described parts while HR and caption stay true, so the model learns that the LR
 cannot be trusted for those colours and must read them from the caption.
 
+`part_weight` (for the SR stage): items carry a `loss_weight` map, that weight on the pixels of the
+described parts and 1 elsewhere. Those parts cover about 1% of the image, so under a plain L1 the caption
+can change only ~1% of the loss and a short run learns to ignore it; weighting them makes the loss ask
+for what the caption carries as much as for the rest of the image.
+
+`part_labels` (for the SR stage with a text palette): items carry "part_labels", 0 for no described part
+and 1 + its index in DESCRIBED_PARTS, so the palette can be taught where the described parts are, from
+the image; which colour they have it still learns only from the captions through the image losses.
+
 `twins` (for the CLIP stage): each item also carries a twin, the same bird with one part the caption
 names in another colour, and the same caption with that colour: a hard negative that only the part's
 colour tells apart, so a CLIP trained on it must look at the small parts, not only the body and scene.
@@ -23,11 +32,12 @@ from clipsr.synthbirds.splits import bird_key, split_seeds
 
 class SynthBirdsDataset(Dataset):
     """Items: hr (3,256,256) and lr (3,256/scale,256/scale) in [-1, 1], caption, key, seed, and the
-    vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours")."""
+    vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours"); with
+    `part_weight` also a (1, 256, 256) "loss_weight", with `part_labels` a (256, 256) long "part_labels"."""
 
     def __init__(self, split: str = "train", scale: int = 16, train: bool = True, count: int | None = None,
                  seed_offset: int = 0, mismatch_lr_prob: float = 0.0, captions: str = "random",
-                 twins: bool = False) -> None:
+                 twins: bool = False, part_weight: float = 1.0, part_labels: bool = False) -> None:
         if scale < 1 or SIZE % scale:
             raise ValueError(f"scale {scale} must divide the image size {SIZE}")
         if not 0.0 <= mismatch_lr_prob <= 1.0:
@@ -41,6 +51,10 @@ class SynthBirdsDataset(Dataset):
         # varies only in colours; a weakly trained CLIP's sentence vector is dominated by phrasing otherwise
         self.random_caption = train and captions == "random"
         self.twins = twins
+        if not part_weight >= 1.0:
+            raise ValueError(f"part_weight {part_weight} must be >= 1 (1: a plain loss)")
+        self.part_weight = float(part_weight)
+        self.part_labels = part_labels
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -51,7 +65,7 @@ class SynthBirdsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         spec = self.spec(index)
-        hr, _ = render(spec)
+        hr, masks = render(spec)
         lr_spec = self._mismatched(spec) if torch.rand(()) < self.mismatch_lr_prob else spec
         lr_source = hr if lr_spec is spec else render(lr_spec)[0]
         lr = bicubic_downsample(lr_source.astype(np.float32) / 255.0, self.scale)
@@ -66,6 +80,14 @@ class SynthBirdsDataset(Dataset):
             "colours": described_colours(spec),
             "lr_colours": described_colours(lr_spec),
         }
+        if self.part_weight > 1.0:
+            described = np.logical_or.reduce([masks[part] for part in DESCRIBED_PARTS])
+            item["loss_weight"] = torch.from_numpy(1.0 + (self.part_weight - 1.0) * described[None].astype(np.float32))
+        if self.part_labels:
+            labels = np.zeros(hr.shape[:2], dtype=np.int64)
+            for i, part in enumerate(DESCRIBED_PARTS):
+                labels[masks[part]] = i + 1
+            item["part_labels"] = torch.from_numpy(labels)
         if self.twins:
             twin, item["twin_caption"] = self._twin(spec, choice)
             item["twin_hr"] = _to_tensor(render(twin)[0].astype(np.float32) / 255.0)
