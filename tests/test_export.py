@@ -50,9 +50,10 @@ def _error_lines(output: str) -> list[str]:
 
 @functools.cache
 def tiny_export(scale: int, base: Path) -> Exported:
-    """16x: through the CLI from a checkpoint, fp32 + fp16; 4x and 8x: the Python API, fp32 only."""
+    """16x: through the CLI from a checkpoint, fp32 + fp16; 4x and 8x: the Python API, fp32 only. 8x also
+    carries the opt-in text palette and text clamp, so the exporter meets them too."""
     torch.manual_seed(scale)
-    model = build_model("tiny", scale).eval()
+    model = build_model("tiny", scale, **({"text_palette": 4, "text_clamp": 4.0} if scale == 8 else {})).eval()
     folder = base / f"tiny-x{scale}"
     if scale != 16:
         steps: list[str] = []
