@@ -80,13 +80,10 @@ class SynthBirdsDataset(Dataset):
             "colours": described_colours(spec),
             "lr_colours": described_colours(lr_spec),
         }
+        labels = part_label_map(masks) if self.part_weight > 1.0 or self.part_labels else None
         if self.part_weight > 1.0:
-            described = np.logical_or.reduce([masks[part] for part in DESCRIBED_PARTS])
-            item["loss_weight"] = torch.from_numpy(1.0 + (self.part_weight - 1.0) * described[None].astype(np.float32))
+            item["loss_weight"] = torch.from_numpy(np.where(labels > 0, self.part_weight, 1.0).astype(np.float32)[None])
         if self.part_labels:
-            labels = np.zeros(hr.shape[:2], dtype=np.int64)
-            for i, part in enumerate(DESCRIBED_PARTS):
-                labels[masks[part]] = i + 1
             item["part_labels"] = torch.from_numpy(labels)
         if self.twins:
             twin, item["twin_caption"] = self._twin(spec, choice)
@@ -122,6 +119,14 @@ class SynthBirdsDataset(Dataset):
             if choice < len(twin_texts) and twin_texts[choice] != caption:
                 return twin, twin_texts[choice]
         raise ValueError(f"caption {caption!r} of bird {spec.seed} names no described part")
+
+
+def part_label_map(masks: dict[str, np.ndarray]) -> np.ndarray:
+    """(H, W) int64: 0 where no described part is, else 1 + the part's index in DESCRIBED_PARTS."""
+    labels = np.zeros(masks[DESCRIBED_PARTS[0]].shape, dtype=np.int64)
+    for i, part in enumerate(DESCRIBED_PARTS):
+        labels[masks[part]] = i + 1
+    return labels
 
 
 def described_colours(spec: BirdSpec) -> torch.Tensor:
