@@ -115,9 +115,17 @@ def _versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
-    return {"clipsr_version": importlib.metadata.version("clipsr"), "torch": torch.__version__,
+    return {"clipsr_version": _installed_version("clipsr"), "torch": torch.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-            "onnxconverter_common": importlib.metadata.version("onnxconverter-common")}
+            "onnxconverter_common": _installed_version("onnxconverter-common")}
+
+
+def _installed_version(name: str) -> str:
+    """A package's version; a source checkout on PYTHONPATH (not pip-installed) has none to read."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed (source checkout)"
 
 
 class _Steps:

@@ -321,3 +321,10 @@ def test_paper_b32_exports_at_16x(tmp_path):
     assert manifest.generator.inputs["lr"]["shape"] == ["batch", 3, 16, 16]
     parity.check(result.manifest["parity"]["fp32"], "fp32", "paper-b32")
     assert result.manifest["parity"]["fp32"]["sr_max_abs"] < 1e-4
+
+
+def test_export_from_a_source_checkout_records_that_no_version_is_installed():
+    from clipsr_export.pipeline import _installed_version
+
+    assert _installed_version("onnx") == onnx.__version__
+    assert _installed_version("clipsr-not-a-distribution") == "not installed (source checkout)"
