@@ -14,6 +14,7 @@ class TrainConfig:
     preset: str = "tiny"
     scale: int = 16
     model: dict[str, Any] = field(default_factory=dict)        # ModelConfig overrides, "section.field"
+    init: str | None = None            # fine-tune: start from this checkpoint's model and weights (fresh optimisers)
     dataset: str = "synthbirds"
     data_root: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)  # passed to the dataset

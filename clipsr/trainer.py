@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .checkpoint import load_weights, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .data.registry import build_dataset
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, part_choice_loss, weighted_l1
 from .model import CLIPSR, build_model
@@ -40,6 +40,15 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
+def initial_model(cfg: TrainConfig) -> CLIPSR:
+    """The preset's model, or with `init` a checkpoint's own model and weights: fine-tuning starts there."""
+    if cfg.init is None:
+        return build_model(cfg.preset, cfg.scale, **cfg.model)
+    if cfg.model:
+        raise ValueError(f"--init takes the model config from {cfg.init}; --set {sorted(cfg.model)} does not apply")
+    return load_checkpoint(cfg.init, preset=cfg.preset, scale=cfg.scale)
+
+
 class SRTrainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False):
         self.cfg = cfg
@@ -47,7 +56,7 @@ class SRTrainer:
         self.dist = distributed.setup(self.device)
         self.out = Path(cfg.out)
         torch.manual_seed(cfg.seed)
-        self.model: CLIPSR = build_model(cfg.preset, cfg.scale, **cfg.model).to(self.device)
+        self.model: CLIPSR = initial_model(cfg).to(self.device)
         m = self.model
         self.use_d = cfg.lambda_adv > 0
         self.opt_g = torch.optim.Adam(m.trainable_parameters("generator"), lr=cfg.lr_g, betas=cfg.betas)

@@ -13,6 +13,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from clipsr.checkpoint import CheckpointError
 from clipsr.clip import load_clip
 from clipsr.config import CLIPConfig
 from clipsr.train_config import TrainConfig
@@ -73,6 +74,21 @@ def test_part_labels_train_the_text_palette_and_need_one(tmp_path):
     assert logged["g_part"] > 0.1, "a fresh palette keeps the SR value almost everywhere, parts included"
     with pytest.raises(ValueError, match="text palette"):
         _train(tmp_path / "no_palette", steps=1, lambda_adv=0.0, data_options=options)
+
+
+def test_init_fine_tunes_from_a_checkpoint_with_its_own_config(tmp_path):
+    base = _train(tmp_path / "base", steps=2, model={"generator.text_palette": 4})
+    # lr 0: Adam moves nothing, so the fine-tuned weights are the checkpoint's (BatchNorm statistics aside)
+    tuned = _train(tmp_path / "tuned", steps=1, init=str(base / CHECKPOINT_FILE), lr_g=0.0, lr_d=0.0)
+    start, after = _weights(base), _weights(tuned)
+    learned = [k for k in start if "running_" not in k and "num_batches" not in k]
+    assert any("palette" in k for k in learned), "the palette comes from the checkpoint's config, not the preset"
+    _assert_same({k: start[k] for k in learned}, {k: after[k] for k in learned})
+    assert json.loads((tuned / METRICS_FILE).read_text().splitlines()[0])["step"] == 1
+    with pytest.raises(ValueError, match="--init takes the model config"):
+        _train(tmp_path / "bad", steps=1, init=str(base / CHECKPOINT_FILE), model={"generator.use_text": False})
+    with pytest.raises(CheckpointError, match="not 8x"):
+        _train(tmp_path / "bad", steps=1, init=str(base / CHECKPOINT_FILE), scale=8)
 
 
 def _torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:

@@ -34,6 +34,8 @@ def train(
     ckpt_every: int = typer.Option(200), log_every: int = typer.Option(10),
     set_: list[str] = typer.Option([], "--set", help="model override, e.g. generator.use_text=false, clip.pretrained=PATH"),
     data_opt: list[str] = typer.Option([], "--data-opt", help="dataset option, e.g. mismatch_lr_prob=0.5"),
+    init: Optional[Path] = typer.Option(None, help="fine-tune: start from this checkpoint's model and weights "
+                                                   "(fresh optimisers, step 0; --preset/--scale must match, no --set)"),
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint, with its saved "
                                             "config (only --steps, --device and --num-workers apply)"),
 ) -> None:
@@ -43,7 +45,8 @@ def train(
     if amp not in ("off", "bf16", "fp16"):
         raise ValueError(f"--amp must be off, bf16 or fp16, got {amp!r}")
     cfg = TrainConfig(
-        stage=stage, preset=preset, scale=scale, model=parse_assignments(set_), dataset=dataset,
+        stage=stage, preset=preset, scale=scale, model=parse_assignments(set_), init=str(init) if init else None,
+        dataset=dataset,
         data_root=str(data_root) if data_root else None, data_options=parse_assignments(data_opt), out=str(out),
         steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, clip_lr=clip_lr, lambda_adv=lambda_adv,
         part_loss=part_loss, perceptual=None if perceptual == "off" else perceptual, seed=seed, device=device, amp=amp,
