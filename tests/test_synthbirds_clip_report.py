@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from clipsr.clip import load_clip
 from clipsr.config import get_config
 from clipsr.synthbirds.__main__ import app
-from clipsr.synthbirds.clip_report import part_colour_retrieval, text_probe
+from clipsr.synthbirds.clip_report import PROBE_SITES, part_colour_retrieval, phrasing_probe, text_probe
 from clipsr.synthbirds.palette import NAMES
 from clipsr.synthbirds.render import DESCRIBED_PARTS
 from clipsr.train_clip import save_clip
@@ -23,17 +23,31 @@ def tiny_clip():
     return load_clip(get_config("tiny").clip)
 
 
+def _without_colour_words(clip):
+    """A copy of `clip` in which every colour word is the same word: no colour is left to read."""
+    blind = load_clip(get_config("tiny").clip)
+    blind.load_state_dict(clip.state_dict())
+    colour_tokens = open_clip.get_tokenizer("clipsr-tiny")(list(NAMES))[:, 1]
+    with torch.no_grad():
+        blind.token_embedding.weight[colour_tokens] = blind.token_embedding.weight[colour_tokens[0]].clone()
+    return blind
+
+
 def test_text_probe_reads_colours_and_fails_when_the_words_are_gone(tiny_clip):
     seen = text_probe(tiny_clip, "clipsr-tiny", n_train=1000, n_test=200, steps=200)
     assert set(seen) == set(DESCRIBED_PARTS)
     assert min(seen.values()) > 0.5  # even a random text tower keeps the colour words apart (chance 10%)
-    blind = load_clip(get_config("tiny").clip)
-    blind.load_state_dict(tiny_clip.state_dict())
-    colour_tokens = open_clip.get_tokenizer("clipsr-tiny")(list(NAMES))[:, 1]
-    with torch.no_grad():  # every colour word becomes the same word: nothing left to read
-        blind.token_embedding.weight[colour_tokens] = blind.token_embedding.weight[colour_tokens[0]].clone()
-    unseen = text_probe(blind, "clipsr-tiny", n_train=1000, n_test=200, steps=200)
+    unseen = text_probe(_without_colour_words(tiny_clip), "clipsr-tiny", n_train=1000, n_test=200, steps=200)
     assert max(unseen.values()) < 0.3
+
+
+def test_phrasing_probe_finds_colours_at_their_words_and_nothing_once_they_are_gone(tiny_clip):
+    seen = phrasing_probe(tiny_clip, "clipsr-tiny", n_train=150, n_test=60)
+    assert set(seen) == set(PROBE_SITES) and all(set(v) == set(DESCRIBED_PARTS) for v in seen.values())
+    # each colour word is its own token: even a random tower keeps it at that word's position
+    assert min(seen["colour_token"].values()) > 0.6
+    unseen = phrasing_probe(_without_colour_words(tiny_clip), "clipsr-tiny", n_train=150, n_test=60)
+    assert max(max(v.values()) for v in unseen.values()) < 0.3
 
 
 def test_retrieval_of_a_random_clip_is_near_chance(tiny_clip):
@@ -50,5 +64,6 @@ def test_cli_clip_report(tiny_clip, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert set(report) == {"trained", "random"} and set(report["trained"]["text_probe"]) == set(DESCRIBED_PARTS)
+    assert set(report["random"]["phrasing_probe"]) == set(PROBE_SITES)
     missing = CliRunner().invoke(app, ["clip-report", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code == 2 and "no CLIP weights" in missing.output

@@ -63,7 +63,7 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
                 n: int = typer.Option(200, help="val birds for retrieval"),
                 probe_birds: int = typer.Option(4000, help="train birds the text probe learns from"),
                 out: Path = typer.Option(None, "--out", "-o", help="also write the numbers as JSON")) -> None:
-    """Zero-shot part-colour retrieval and the text probe of CLIP weights, beside a random CLIP."""
+    """Zero-shot part-colour retrieval and the text probes of CLIP weights, beside a random CLIP."""
     import dataclasses
     import json
 
@@ -71,7 +71,7 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
 
     from clipsr.clip import load_clip
     from clipsr.config import get_config
-    from clipsr.synthbirds.clip_report import part_colour_retrieval, text_probe
+    from clipsr.synthbirds.clip_report import PROBE_SITES, part_colour_retrieval, phrasing_probe, text_probe
 
     with _one_line_errors():
         if not weights.is_file():
@@ -80,13 +80,22 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
         torch.manual_seed(0)
         models = {"trained": load_clip(config), "random": load_clip(dataclasses.replace(config, pretrained=None))}
     result = {name: {"retrieval": part_colour_retrieval(model, config.arch, n=n),
-                     "text_probe": text_probe(model, config.arch, n_train=probe_birds)} for name, model in models.items()}
+                     "text_probe": text_probe(model, config.arch, n_train=probe_birds),
+                     "phrasing_probe": phrasing_probe(model, config.arch)} for name, model in models.items()}
     table = Table(title=f"{weights}: what the CLIP knows of SynthBirds (chance 10%)")
     for column in ("part", "retrieval", "retrieval, random CLIP", "text probe", "text probe, random CLIP"):
         table.add_column(column)
     for part in DESCRIBED_PARTS:
         table.add_row(part, *(f"{result[name][kind][part]:.1%}" for kind in ("retrieval", "text_probe")
                               for name in ("trained", "random")))
+    Console().print(table)
+    table = Table(title="Linear probes on other phrasings: where a part's colour is kept (trained / random CLIP)")
+    table.add_column("part")
+    for site in PROBE_SITES:
+        table.add_column(site.replace("_", " "))
+    for part in DESCRIBED_PARTS:
+        table.add_row(part, *(" / ".join(f"{result[name]['phrasing_probe'][site][part]:.1%}" for name in models)
+                              for site in PROBE_SITES))
     Console().print(table)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,15 +6,21 @@
 - Text probe (does the sentence vector F_T, all the generator reads, still carry each part's colour?):
   a small MLP, like the generator's text affines, trained to read each part's colour from F_T of the
   canonical caption of train birds, scored on val birds (chance 10%).
+- Phrasing probe (where does a caption in any phrasing keep a part's colour?): linear (ridge) probes on
+  the other phrasings of train birds, scored on val birds, reading each named part's colour from the
+  sentence vector, from the text tower's feature at the part's noun, or at the part's colour word.
 """
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
 
 from clipsr.clip import CLIPText, clip_preprocess
-from clipsr.synthbirds.captions import bird_captions, part_caption
+from clipsr.synthbirds.captions import NOUNS, bird_captions, part_caption
 from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
 from clipsr.synthbirds.palette import NAMES
 from clipsr.synthbirds.render import DESCRIBED_PARTS, sample_spec
@@ -71,3 +77,59 @@ def text_probe(model: open_clip.CLIP, arch: str, n_train: int = 4000, n_test: in
         with torch.no_grad():
             result[part] = float((probe(x_test).argmax(-1) == y_test[:, p]).float().mean())
     return result
+
+
+PROBE_SITES = ("sentence", "noun_token", "colour_token")
+_COLOUR_WORD = "|".join(NAMES)
+
+
+@torch.no_grad()
+def phrasing_probe(model: open_clip.CLIP, arch: str, n_train: int = 600, n_test: int = 200,
+                   ridge: float = 1.0) -> dict[str, dict[str, float]]:
+    """Accuracy per site and described part of a ridge probe on the non-canonical phrasings (train -> val)."""
+    text_tower = CLIPText(model).eval()
+    tokenizer = open_clip.get_tokenizer(arch)
+
+    def features(split: str, count: int) -> dict[str, tuple[dict[str, list], list]]:
+        rows = {part: ({site: [] for site in PROBE_SITES}, []) for part in DESCRIBED_PARTS}
+        for seed in split_seeds(split, count):
+            spec = sample_spec(seed)
+            captions = bird_captions(spec)[1:]
+            pooled, tokens = text_tower(tokenizer(captions))
+            for i, caption in enumerate(captions):
+                for part in DESCRIBED_PARTS:
+                    ends = _phrase_ends(caption, part)
+                    if ends is None:
+                        continue
+                    sites, colours = rows[part]
+                    sites["sentence"].append(pooled[i])
+                    for site, end in zip(PROBE_SITES[1:], ends):  # the last token of caption[:end]
+                        sites[site].append(tokens[i, int((tokenizer([caption[:end]])[0] != 0).sum()) - 2])
+                    colours.append(NAMES.index(getattr(spec, part)))
+        return rows
+
+    train, test = features("train", n_train), features("val", n_test)
+    return {site: {part: _ridge_accuracy(torch.stack(train[part][0][site]).numpy(), np.array(train[part][1]),
+                                         torch.stack(test[part][0][site]).numpy(), np.array(test[part][1]), ridge)
+                   for part in DESCRIBED_PARTS} for site in PROBE_SITES}
+
+
+def _phrase_ends(caption: str, part: str) -> tuple[int, int] | None:
+    """Where the part's noun and its colour word end in the caption ("a red crown", "crown is red")."""
+    for noun in sorted(NOUNS[part], key=len, reverse=True):
+        match = re.search(rf"\b(?P<before>{_COLOUR_WORD}) {noun}\b|\b{noun} (is|are) (?P<after>{_COLOUR_WORD})\b",
+                          caption)
+        if match:
+            before = match.group("before") is not None
+            noun_end = match.end() if before else match.start() + len(noun)
+            return noun_end, match.end("before") if before else match.end("after")
+    return None
+
+
+def _ridge_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                    ridge: float) -> float:
+    """Ridge regression onto one-hot colours on standardised features (+ bias); accuracy of the argmax."""
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    a, b = ((np.hstack([(x - mean) / std, np.ones((len(x), 1))]) for x in (x_train, x_test)))
+    w = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ np.eye(len(NAMES))[y_train])
+    return float(((b @ w).argmax(1) == y_test).mean())
