@@ -14,7 +14,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 from clipsr_bench.paper import PAPER_CLIPSR_PARAMS, quoted_rows  # noqa: E402
-from clipsr_bench.suite import speedup_section  # noqa: E402
+from clipsr_bench.suite import Settings, run_suite, speedup_section  # noqa: E402
 from clipsr_bench.targets import parse_backends, plan_rows  # noqa: E402
 from clipsr_bench.timing import measure  # noqa: E402
 
@@ -99,3 +99,17 @@ def test_paper_rows_are_quoted_as_printed():
     assert rows["CLIP-SR"]["params"] == 632.2e6 and rows["CLIP-SR"]["ms_per_image"] == pytest.approx(24.1)
     assert rows["TGESR"]["ms_per_image"] == pytest.approx(39900)
     assert all(r["source"] == "quoted (paper)" for r in rows.values())
+
+
+def test_pytorch_rows_alone_skip_the_onnx_export(monkeypatch):
+    import clipsr_export.pipeline
+
+    monkeypatch.setattr(clipsr_export.pipeline, "export_model", lambda *a, **k: pytest.fail("exported"))
+    settings = Settings(preset="tiny", scale=16, backends=("torch",), batches=(1,), runs=1, warmup=0, threads=1,
+                        cpu_only=True, processes=False, ort_sweep=False)
+    assert not settings.needs_export
+    result = run_suite(settings)
+    assert result["latency"]["torch-cpu"]["status"] == "ok"
+    assert result["latency"]["torch-cuda"]["status"] == "unavailable"
+    for needs in ({"backends": ("torch", "ort-cpu")}, {"processes": True}):
+        assert Settings(**{**settings.__dict__, **needs}).needs_export

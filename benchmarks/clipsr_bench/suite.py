@@ -19,7 +19,7 @@ from clipsr.model import CLIPSR
 from clipsr_bench import ort_options, paper, processes
 from clipsr_bench.flops import count_flops
 from clipsr_bench.params import parameter_section
-from clipsr_bench.targets import RowSpec, Target, Unavailable, open_target, plan_rows
+from clipsr_bench.targets import RUNTIME_BACKENDS, RowSpec, Target, Unavailable, open_target, plan_rows
 from clipsr_bench.timing import matmul_peak, measure
 
 PROMPT = "a small bird with a red crown, a white belly and short black wings"
@@ -54,6 +54,12 @@ class Settings:
     @property
     def use_cuda(self) -> bool:
         return not self.cpu_only and torch.cuda.is_available()
+
+    @property
+    def needs_export(self) -> bool:
+        """ONNX files are needed by the runtime rows and the process comparison; PyTorch rows alone skip
+        the export (minutes for paper-b32, FP16 and parity included)."""
+        return self.processes or any(b in RUNTIME_BACKENDS for b in self.backends)
 
 
 def machine() -> dict:
@@ -98,10 +104,12 @@ def time_target(target: Target, inputs: Inputs, settings: Settings) -> dict:
 
 def latency_section(model: CLIPSR, manifest, settings: Settings, inputs: Inputs,
                     on_step: Callable[[str], None]) -> tuple[dict, list[dict]]:
-    """Every row: timings, or status unavailable/failed with the reason; plus the ORT settings sweeps."""
+    """Every row: timings, or status unavailable/failed with the reason; plus the ORT settings sweeps.
+    `manifest` is the exported model's, None when only PyTorch rows run."""
     rows: dict[str, dict] = {}
     sweeps = []
-    for spec in plan_rows(list(settings.backends), fp16="fp16" in manifest.text_encoder.files):
+    fp16 = manifest is not None and "fp16" in manifest.text_encoder.files
+    for spec in plan_rows(list(settings.backends), fp16=fp16):
         on_step(f"timing {spec.row}")
         try:
             target = open_target(spec, model, manifest, settings.threads, max(settings.batches), settings.cpu_only)
@@ -215,10 +223,12 @@ def run_suite(settings: Settings, on_step: Callable[[str], None] = lambda step: 
     inputs = Inputs(model, max(settings.batches))
     with tempfile.TemporaryDirectory(prefix="clipsr-bench-") as tmp:
         work = Path(tmp)
-        on_step(f"export {settings.preset} {settings.scale}x")
-        precisions = ("fp32", "fp16") if settings.use_cuda else ("fp32",)
-        export_model(model, work / "model", ExportOptions(precisions=precisions))
-        manifest = load_manifest(work / "model")
+        manifest = None
+        if settings.needs_export:
+            on_step(f"export {settings.preset} {settings.scale}x")
+            precisions = ("fp32", "fp16") if settings.use_cuda else ("fp32",)
+            export_model(model, work / "model", ExportOptions(precisions=precisions))
+            manifest = load_manifest(work / "model")
         rows, sweeps = latency_section(model, manifest, settings, inputs, on_step)
         result["latency"], result["ort_options"] = rows, sweeps
         result["speedup"] = speedup_section(rows, settings.batches)
