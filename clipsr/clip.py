@@ -91,6 +91,7 @@ class CLIPText(nn.Module):
         self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
         self.context_length = clip.context_length
         self.embed_dim = clip.text_projection.shape[1]
+        self.width = clip.token_embedding.weight.shape[1]  # of the per-token features
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if tokens.dim() != 2 or tokens.shape[1] != self.context_length:

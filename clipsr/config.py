@@ -63,6 +63,9 @@ class GeneratorConfig:
     # pixel between the SR value and one of them. FiLM alone must learn text x location as one product
     # inside its channels, which a short CPU run does not; here "where" and "which colour" are learnt apart
     text_palette: int = 0
+    # the palette reads its colours from the caption's words (a query per colour attends over the text
+    # tower's per-token features) instead of F_T, whose colours most phrasings lose (ours; not exportable yet)
+    text_palette_words: bool = False
 
     @property
     def lr_size(self) -> int:

@@ -13,8 +13,8 @@ from .model import CLIPSR
 def super_resolve(model: CLIPSR, lr: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
     """LR batch in [-1, 1] + captions -> SR batch clamped to [-1, 1]."""
     device = next(model.generator.parameters()).device
-    text = model.encode_text(model.tokenize(captions).to(device))
-    return model.generator(lr.to(device), text).clamp(-1, 1)
+    text, words = model.text_inputs(model.tokenize(captions).to(device))
+    return model.generator(lr.to(device), text, words=words).clamp(-1, 1)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -94,10 +94,10 @@ class SRTrainer:
                           collate_fn=collate, pin_memory=self.device.type == "cuda",
                           persistent_workers=workers > 0)
 
-    def d_step(self, lr, hr, text) -> dict[str, float]:
+    def d_step(self, lr, hr, text, words=None) -> dict[str, float]:
         m = self.model
         with torch.no_grad(), self.autocast():
-            fake = self.g(lr, text)
+            fake = self.g(lr, text, words=words)
             real_feats, _ = m.discriminator.features(hr)
             fake_feats, _ = m.discriminator.features(fake)
         real_feats = real_feats.float().requires_grad_()
@@ -115,10 +115,11 @@ class SRTrainer:
         return {"d_hinge": loss.item(), "d_magp": gp.item(), "d_real": real.mean().item(),
                 "d_fake": fake_logit.mean().item()}
 
-    def g_step(self, lr, hr, text, weight=None, labels=None) -> dict[str, float]:
+    def g_step(self, lr, hr, text, words=None, weight=None, labels=None) -> dict[str, float]:
         m, cfg = self.model, self.cfg
         with self.autocast():
-            fake, choice = self.g(lr, text, with_choice=True) if labels is not None else (self.g(lr, text), None)
+            fake, choice = (self.g(lr, text, with_choice=True, words=words) if labels is not None
+                            else (self.g(lr, text, words=words), None))
             l1 = weighted_l1(fake, hr, weight)
             per = self.perceptual(fake, hr) if self.perceptual.mode != "off" else fake.new_zeros(())
             loss = cfg.l1_weight * l1 + per
@@ -149,10 +150,10 @@ class SRTrainer:
         step, tick = self.start_step, time.perf_counter()
         for batch in self.loader():
             lr, hr = batch["lr"].to(self.device), batch["hr"].to(self.device)
-            text = m.encode_text(m.tokenize(batch["caption"]).to(self.device))
-            logs = self.d_step(lr, hr, text) if self.use_d else {}
+            text, words = m.text_inputs(m.tokenize(batch["caption"]).to(self.device))
+            logs = self.d_step(lr, hr, text, words) if self.use_d else {}
             weight, labels = (batch[k].to(self.device) if k in batch else None for k in ("loss_weight", "part_labels"))
-            logs.update(self.g_step(lr, hr, text, weight, labels))
+            logs.update(self.g_step(lr, hr, text, words, weight, labels))
             self.scaler.update()
             step += 1
             bar.update()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipsr.blocks import TextPalette, TIFBlock
+from clipsr.blocks import TextPalette, TIFBlock, WordColours
 from clipsr.config import get_config
+from clipsr.inference import super_resolve
 from clipsr.model import build_model
 
 
@@ -221,3 +222,45 @@ def test_text_clamp_bounds_unseen_phrasings_and_leaves_seen_ones():
         torch.testing.assert_close(free.generator(lr, seen), clamped.generator(lr, seen))
         assert free.generator(lr, unseen).abs().max() > 100
         assert clamped.generator(lr, unseen).abs().max() < 20
+
+
+def _word_captions(batch: int, length: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-hot "words" (2 part nouns, 4 colours, 6 fillers): each caption puts a colour before each noun,
+    anywhere; returns the words (B, L, 12) and the colour index of each part (B, 2)."""
+    tokens = torch.randint(6, 12, (batch, length))
+    colours = torch.randint(0, 4, (batch, 2))
+    for b in range(batch):
+        first, second = sorted(torch.randperm(length // 2)[:2].tolist())
+        for part, at in enumerate((2 * first, 2 * second)):
+            tokens[b, at], tokens[b, at + 1] = 2 + colours[b, part], part
+    return torch.nn.functional.one_hot(tokens, 12).float(), colours
+
+
+def test_word_colours_read_each_parts_colour_word_wherever_it_stands():
+    torch.manual_seed(0)
+    rgb = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
+    reader = WordColours(width=12, colours=2, hidden=32)
+    optimiser = torch.optim.Adam(reader.parameters(), lr=0.01)
+    for _ in range(400):
+        words, colours = _word_captions(64)
+        optimiser.zero_grad()
+        (reader(words, torch.ones(words.shape[:2], dtype=torch.bool)) - rgb[colours]).abs().mean().backward()
+        optimiser.step()
+    words, colours = _word_captions(200)
+    with torch.no_grad():
+        out = reader(words, torch.ones(words.shape[:2], dtype=torch.bool))
+    nearest = torch.cdist(out.reshape(-1, 3), rgb).argmin(-1).view(200, 2)
+    assert (nearest == colours).float().mean() > 0.95
+
+
+def test_a_palette_reading_words_follows_each_captions_own_colour_words():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="text_palette_words needs"):
+        build_model("tiny", 16, text_palette_words=True)
+    model = build_model("tiny", 16, text_palette=4, text_palette_words=True).eval()
+    lr = torch.rand(2, 3, 16, 16) * 2 - 1
+    red = super_resolve(model, lr, ["this bird has a red crown", "a bird with blue wings"])
+    green = super_resolve(model, lr, ["this bird has a green crown", "a bird with blue wings"])
+    assert (red[0] - green[0]).abs().max() > 1e-3 and torch.equal(red[1], green[1])
+    with pytest.raises(ValueError, match="reads the caption's words"):
+        model.generator(lr, model.encode_text(model.tokenize(["a", "b"])))

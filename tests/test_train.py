@@ -67,9 +67,12 @@ def test_part_weight_reaches_the_l1_term(tmp_path):
     assert l1[1] > 1.2 * l1[0]
 
 
-def test_part_labels_train_the_text_palette_and_need_one(tmp_path):
+@pytest.mark.parametrize("words", [False, True])
+def test_part_labels_train_the_text_palette_and_need_one(tmp_path, words):
     options = {"count": 16, "part_labels": True}
-    run = _train(tmp_path / "palette", steps=1, lambda_adv=0.0, data_options=options, model={"generator.text_palette": 4})
+    palette = {"generator.text_palette": 4, "generator.text_palette_words": words}
+    run = _train(tmp_path / "palette", steps=1, lambda_adv=0.0 if not words else 0.01, data_options=options,
+                 model=palette)
     logged = json.loads((run / METRICS_FILE).read_text().splitlines()[0])
     assert logged["g_part"] > 0.1, "a fresh palette keeps the SR value almost everywhere, parts included"
     with pytest.raises(ValueError, match="text palette"):
