@@ -61,7 +61,7 @@ class CLIPViTBranch(nn.Module):
     Unlike the reference code, its output reaches the image: it is added, through a learnable gate, to
     the 8x8 feature that enters the refinement module."""
 
-    def __init__(self, cfg: GeneratorConfig, clip_visual: CLIPVisual, text_dim: int, word_width: int = 0):
+    def __init__(self, cfg: GeneratorConfig, clip_visual: CLIPVisual, text_dim: int):
         super().__init__()
         width = clip_visual.width
         if cfg.n_prompts >= len(clip_visual.blocks):

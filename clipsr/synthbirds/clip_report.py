@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from clipsr.clip import CLIPText, clip_preprocess
 from clipsr.synthbirds.captions import NOUNS, bird_captions, part_caption
 from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
-from clipsr.synthbirds.palette import NAMES
+from clipsr.synthbirds.palette import NAMES, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 
@@ -105,7 +105,7 @@ def phrasing_probe(model: open_clip.CLIP, arch: str, n_train: int = 600, n_test:
                     sites["sentence"].append(pooled[i])
                     for site, end in zip(PROBE_SITES[1:], ends):  # the last token of caption[:end]
                         sites[site].append(tokens[i, int((tokenizer([caption[:end]])[0] != 0).sum()) - 2])
-                    colours.append(NAMES.index(getattr(spec, part)))
+                    colours.append(colour_index(getattr(spec, part)))
         return rows
 
     train, test = features("train", n_train), features("val", n_test)
