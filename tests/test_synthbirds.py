@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation, distance_transform_edt
 
-from clipsr.synthbirds.captions import NOUNS, captions, edit
+from clipsr.synthbirds.captions import caption_colours, captions, edit
 from clipsr.synthbirds.measure import part_colour_accuracy, part_colour_survival, part_colours
 from clipsr.synthbirds.palette import ANCHORS, NAMES, colour_index, nearest_colour
 from clipsr.synthbirds.render import DESCRIBED_PARTS, PARTS, render, sample_spec
@@ -87,25 +87,29 @@ def test_part_colour_accuracy_rejects_bad_input():
         part_colour_accuracy(image[..., 0], masks, {"crown": "red"})
 
 
-_COLOUR = "|".join(NAMES)
-_NOUN = "|".join(sorted((n for nouns in NOUNS.values() for n in nouns), key=len, reverse=True))
-_PART_OF = {noun: part for part, nouns in NOUNS.items() for noun in nouns}
-
-
 @pytest.mark.parametrize("seed", range(40))
 def test_captions_name_true_colours(seed):
     spec = sample_spec(seed)
     texts = captions(spec, np.random.default_rng(seed))
-    assert 5 <= len(texts) <= 10 and len(set(texts)) == len(texts)
+    assert 5 <= len(texts) <= 11 and len(set(texts)) == len(texts)
     assert texts == captions(spec, np.random.default_rng(seed))
-    for i, text in enumerate(texts):
-        named = re.findall(rf"\b({_COLOUR}) ({_NOUN})\b", text)
-        named += [(c, n) for n, c in re.findall(rf"bird's ({_NOUN}) (?:is|are) ({_COLOUR})\b", text)]
-        assert named, text
-        for colour, noun in named:
-            assert getattr(spec, _PART_OF[noun]) == colour, (text, spec.colours)
-        if i == 0:
-            assert {_PART_OF[n] for _, n in named} == set(DESCRIBED_PARTS)
+    assert caption_colours(texts[0]) == {part: getattr(spec, part) for part in DESCRIBED_PARTS}
+    for text in texts:
+        named = caption_colours(text)
+        assert all(getattr(spec, part) == colour for part, colour in named.items()), (text, spec.colours)
+        # a caption naming nothing has no colour word of a described part either
+        assert named or not any(re.search(rf"\b{colour}\b", text) for colour in NAMES if colour != spec.body), text
+
+
+def test_the_grammar_has_every_phrasing_and_the_parse_reads_what_users_type():
+    texts = [t for seed in range(300) for t in captions(sample_spec(seed), np.random.default_rng(seed))]
+    assert any("-" in t for t in texts) and any(": " in t for t in texts) and any(t.startswith("a bird") for t in texts)
+    assert sum(not caption_colours(t) for t in texts) / len(texts) == pytest.approx(0.05, abs=0.03)
+    assert caption_colours("a bird with red crown") == {"crown": "red"}
+    assert caption_colours("Red-crowned bird with blue wings") == {"crown": "red", "wing": "blue"}
+    assert caption_colours("crown: red, bill: black") == {"crown": "red", "beak": "black"}
+    assert caption_colours("this bird's wing bars are white") == {"wing": "white"}
+    assert caption_colours("a small red bird") == {}
 
 
 def test_edit_changes_one_part_only():

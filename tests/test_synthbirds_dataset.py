@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from clipsr.data.registry import build_dataset
 from clipsr.data.resize import bicubic_downsample
 from clipsr.synthbirds.__main__ import app
-from clipsr.synthbirds.captions import bird_captions
+from clipsr.synthbirds.captions import bird_captions, caption_colours
 from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
-from clipsr.synthbirds.palette import NAMES
+from clipsr.synthbirds.palette import NAMES, nearest_colour
 from clipsr.synthbirds.export import export_jsonl
 from clipsr.synthbirds.render import DESCRIBED_PARTS, render
 from clipsr.synthbirds.sheet import contact_sheet
@@ -103,6 +103,49 @@ def test_part_labels_number_the_described_parts():
     for i, part in enumerate(DESCRIBED_PARTS):
         assert torch.equal(labels == i + 1, torch.from_numpy(masks[part])), part
     assert (labels == 0).float().mean() > 0.9
+    item = ds[0]
+    assert torch.equal(item["palette_named"], torch.ones(len(DESCRIBED_PARTS)))  # the canonical caption
+    hr = ((item["hr"].permute(1, 2, 0) + 1) * 127.5).numpy()
+    for i, part in enumerate(DESCRIBED_PARTS):  # each part's own colour, nearest its vocabulary anchor
+        assert nearest_colour((item["palette_colours"][i].numpy() + 1) * 127.5) == item["colours"][i]
+        assert np.abs(hr[masks[part]].mean(0) / 127.5 - 1 - item["palette_colours"][i].numpy()).max() < 0.25
+
+
+def test_part_labels_leave_the_parts_a_caption_does_not_name_to_the_image():
+    ds = SynthBirdsDataset("train", count=30, train=True, part_labels=True)
+    torch.manual_seed(0)
+    partial = 0
+    for i in range(len(ds)):
+        item = ds[i]
+        named = caption_colours(item["caption"])
+        assert item["palette_named"].tolist() == [float(p in named) for p in DESCRIBED_PARTS]
+        masks = render(ds.spec(i))[1]
+        for k, part in enumerate(DESCRIBED_PARTS):
+            on_part = item["part_labels"][torch.from_numpy(masks[part])]
+            assert (on_part == (k + 1 if part in named else 0)).all(), (item["caption"], part)
+        partial += len(named) < len(DESCRIBED_PARTS)
+    assert partial > 10
+
+
+def test_mismatched_lr_recolours_only_parts_the_caption_names():
+    ds = SynthBirdsDataset("train", count=30, train=True, mismatch_lr_prob=1.0)
+    torch.manual_seed(1)
+    for i in range(len(ds)):
+        item = ds[i]
+        named = caption_colours(item["caption"])
+        changed = {DESCRIBED_PARTS[k] for k in (item["lr_colours"] != item["colours"]).nonzero().flatten().tolist()}
+        assert changed <= set(named) and (changed or not named), (item["caption"], changed)
+
+
+def test_attributes_label_every_caption_of_the_bird():
+    item = SynthBirdsDataset("train", count=1, attributes=True)[0]
+    texts = bird_captions(SynthBirdsDataset("train", count=1).spec(0))
+    assert item["attribute_captions"] == texts
+    labels = item["attribute_labels"]
+    assert labels.shape == (len(texts), len(DESCRIBED_PARTS))
+    assert torch.equal(labels[0], item["colours"])  # the canonical caption names every part
+    assert ((labels == len(NAMES)) | (labels == item["colours"])).all()
+    assert (labels == len(NAMES)).any(), "some phrasings leave parts out"
 
 
 def test_bad_arguments_raise():

@@ -1,12 +1,15 @@
-"""CUB-style captions for a BirdSpec, and colour edits of a spec (captions that contradict an LR image).
+"""CUB-style captions for a BirdSpec, their parse back into part colours, and colour edits of a spec.
 
 Every caption names only described parts (crown, wings, belly, beak; sometimes the body) and always with
-their true colour, so any caption of a bird is a correct description. The first caption names all four
-described parts in a fixed order: evaluation uses it.
+their true colour, so any caption of a bird is a correct description; a few name no part at all ("a small
+bird"), as real caption corpora do. The phrasings are as varied as what users type: "a red crown",
+"red crown" (no article), "red-crowned", "crown: red", "the bird's crown is red". The first caption names
+all four described parts in a fixed order: evaluation uses it. `caption_colours` reads any of them back.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -15,14 +18,22 @@ from clipsr.synthbirds.render import COLOURED_PARTS, DESCRIBED_PARTS, BirdSpec
 
 NOUNS: dict[str, tuple[str, ...]] = {
     "crown": ("crown", "cap"),
-    "wing": ("wings", "wing bars", "wingbars"),
+    "wing": ("wings", "wing bars", "wingbars", "wing"),
     "belly": ("belly", "breast"),
     "beak": ("beak", "bill"),
 }
 _PLURAL = {"wings", "wing bars", "wingbars"}
+# "red-crowned": the adjective a colour joins with a hyphen, per part
+ADJECTIVES: dict[str, tuple[str, ...]] = {
+    "crown": ("crowned", "capped"),
+    "wing": ("winged",),
+    "belly": ("bellied", "breasted"),
+    "beak": ("billed", "beaked"),
+}
 _SIZES = ("small", "little", "tiny")  # consonant-initial: "a small ..."
 _OPENERS = ("this bird has", "the bird has", "a {size} bird with", "this {size} bird has", "{a_body} bird with",
             "this {size} {body} bird has", "this is a {size} bird with")
+_PLAIN = ("a bird", "a {size} bird", "this is a {size} bird", "a {size} {body} bird", "this bird")
 
 
 def captions(spec: BirdSpec, rng: np.random.Generator) -> list[str]:
@@ -30,6 +41,8 @@ def captions(spec: BirdSpec, rng: np.random.Generator) -> list[str]:
     first = "this bird has " + _join([_phrase(spec, part, NOUNS[part][0]) for part in DESCRIBED_PARTS])
     result = [first]
     wanted = int(rng.integers(5, 11))
+    if rng.random() < 0.3:  # about 5% of training captions name no described part
+        result.append(str(rng.choice(_PLAIN)).format(size=rng.choice(_SIZES), body=spec.body))
     for _ in range(20 * wanted):
         if len(result) == wanted:
             break
@@ -55,25 +68,32 @@ def _random_caption(spec: BirdSpec, rng: np.random.Generator) -> str:
     count = int(rng.choice([1, 2, 2, 3, 3, 4]))
     parts = [DESCRIBED_PARTS[i] for i in rng.permutation(len(DESCRIBED_PARTS))[:count]]
     nouns = [str(rng.choice(NOUNS[part])) for part in parts]
-    phrases = [_phrase(spec, part, noun) for part, noun in zip(parts, nouns)]
     size = str(rng.choice(_SIZES))
-    form = rng.integers(3)
+    form = int(rng.integers(6))
     if form == 0 and count == 1:
         verb = "are" if nouns[0] in _PLURAL else "is"
         return f"this bird's {nouns[0]} {verb} {getattr(spec, parts[0])}"
+    bare = form == 3  # "a bird with red crown and blue wings"
+    phrases = [_phrase(spec, part, noun, article=not bare) for part, noun in zip(parts, nouns)]
     if form == 1:
         return f"{_join(phrases)} on a {size} {spec.body} bird"
+    if form == 4:  # "a red-crowned bird with blue wings"
+        adjective = f"{getattr(spec, parts[0])}-{rng.choice(ADJECTIVES[parts[0]])}"
+        head = f"{_article(adjective)} {adjective} bird" if rng.random() < 0.5 else f"{adjective} bird"
+        return head if count == 1 else f"{head} with {_join(phrases[1:])}"
+    if form == 5:  # "crown: red, wings: blue"
+        return ", ".join(f"{noun}: {getattr(spec, part)}" for part, noun in zip(parts, nouns))
     opener = str(rng.choice(_OPENERS)).format(size=size, body=spec.body, a_body=f"{_article(spec.body)} {spec.body}")
     return f"{opener} {_join(phrases)}"
 
 
-def _phrase(spec: BirdSpec, part: str, noun: str) -> str:
-    return colour_phrase(getattr(spec, part), noun)
+def _phrase(spec: BirdSpec, part: str, noun: str, article: bool = True) -> str:
+    return colour_phrase(getattr(spec, part), noun, article)
 
 
-def colour_phrase(colour: str, noun: str) -> str:
-    """"a red crown", "blue wings": a colour and a part noun with the right article."""
-    return f"{colour} {noun}" if noun in _PLURAL else f"{_article(colour)} {colour} {noun}"
+def colour_phrase(colour: str, noun: str, article: bool = True) -> str:
+    """"a red crown", "blue wings": a colour and a part noun with the right article (or none)."""
+    return f"{colour} {noun}" if noun in _PLURAL or not article else f"{_article(colour)} {colour} {noun}"
 
 
 def part_caption(part: str, colour: str) -> str:
@@ -87,3 +107,22 @@ def _article(word: str) -> str:
 
 def _join(phrases: list[str]) -> str:
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+_COLOUR = "|".join(NAMES)
+_PART_OF = {word: part for table in (NOUNS, ADJECTIVES) for part, words in table.items() for word in words}
+_WORD = "|".join(sorted(_PART_OF, key=len, reverse=True))
+_MENTIONS = re.compile(
+    rf"\b(?P<c1>{_COLOUR})[ -](?P<w1>{_WORD})\b"            # "red crown", "red-crowned"
+    rf"|\b(?P<w2>{_WORD})(?: is| are|:) (?P<c2>{_COLOUR})\b")  # "crown is red", "crown: red"
+
+
+def caption_colours(caption: str) -> dict[str, str]:
+    """The described parts a caption names, with their colours: {"crown": "red", ...} (empty for "a bird").
+
+    Reads every phrasing of the grammar above, case-insensitively; a part named twice keeps its first colour."""
+    found: dict[str, str] = {}
+    for match in _MENTIONS.finditer(caption.lower()):
+        colour, word = (match["c1"], match["w1"]) if match["c1"] else (match["c2"], match["w2"])
+        found.setdefault(_PART_OF[word], colour)
+    return found

@@ -1,17 +1,21 @@
 """SynthBirds as a torch Dataset: birds rendered on the fly from split seeds, with bicubic LR and a caption.
 
 `mismatch_lr_prob` (DESIGN.md 7): with that probability the LR is rendered from the same bird with other
-colours for one or more described parts while HR and caption stay true, so the model learns that the LR
-cannot be trusted for those colours and must read them from the caption.
+colours for one or more of the parts its caption names, while HR and caption stay true, so the model learns
+that the LR cannot be trusted for those colours and must read them from the caption (a part the caption
+does not name keeps its LR colour: nothing could tell the model the true one).
 
 `part_weight` (for the SR stage): items carry a `loss_weight` map, that weight on the pixels of the
-described parts and 1 elsewhere. Those parts cover about 1% of the image, so under a plain L1 the caption
-can change only ~1% of the loss and a short run learns to ignore it; weighting them makes the loss ask
-for what the caption carries as much as for the rest of the image.
+described parts and 1 elsewhere.
 
-`part_labels` (for the SR stage with a text palette): items carry "part_labels", 0 for no described part
-and 1 + its index in DESCRIBED_PARTS, so the palette can be taught where the described parts are, from
-the image; which colour they have it still learns only from the captions through the image losses.
+`part_labels` (for the SR stage with a text palette): items carry what the palette is taught from:
+"part_labels" (H, W), 1 + the part's index in DESCRIBED_PARTS on the pixels of each part the caption names
+and 0 elsewhere (where the palette keeps the SR value); "palette_colours" (parts, 3), each described part's
+median HR colour in [-1, 1]; "palette_named" (parts,), 1 where the caption names the part.
+
+`attributes` (for the CLIP stage): items carry all captions of the bird ("attribute_captions") and, per
+caption and described part, the colour index it names or len(NAMES) for none ("attribute_labels"), so the
+text tower can be taught that a part's colour is what a caption says, whatever its phrasing.
 
 `twins` (for the CLIP stage): each item also carries a twin, the same bird with one part the caption
 names in another colour, and the same caption with that colour: a hard negative that only the part's
@@ -24,7 +28,8 @@ import torch
 from torch.utils.data import Dataset
 
 from clipsr.data.resize import bicubic_downsample
-from clipsr.synthbirds.captions import bird_captions, edit
+from clipsr.synthbirds.captions import bird_captions, caption_colours, edit
+from clipsr.synthbirds.measure import median_colour
 from clipsr.synthbirds.palette import NAMES, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE, BirdSpec, render, sample_spec
 from clipsr.synthbirds.splits import bird_key, split_seeds
@@ -32,12 +37,13 @@ from clipsr.synthbirds.splits import bird_key, split_seeds
 
 class SynthBirdsDataset(Dataset):
     """Items: hr (3,256,256) and lr (3,256/scale,256/scale) in [-1, 1], caption, key, seed, and the
-    vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours"); with
-    `part_weight` also a (1, 256, 256) "loss_weight", with `part_labels` a (256, 256) long "part_labels"."""
+    vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours"); the options
+    add the keys the module docstring lists."""
 
     def __init__(self, split: str = "train", scale: int = 16, train: bool = True, count: int | None = None,
                  seed_offset: int = 0, mismatch_lr_prob: float = 0.0, captions: str = "random",
-                 twins: bool = False, part_weight: float = 1.0, part_labels: bool = False) -> None:
+                 twins: bool = False, part_weight: float = 1.0, part_labels: bool = False,
+                 attributes: bool = False) -> None:
         if scale < 1 or SIZE % scale:
             raise ValueError(f"scale {scale} must divide the image size {SIZE}")
         if not 0.0 <= mismatch_lr_prob <= 1.0:
@@ -55,6 +61,7 @@ class SynthBirdsDataset(Dataset):
             raise ValueError(f"part_weight {part_weight} must be >= 1 (1: a plain loss)")
         self.part_weight = float(part_weight)
         self.part_labels = part_labels
+        self.attributes = attributes
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -66,11 +73,14 @@ class SynthBirdsDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         spec = self.spec(index)
         hr, masks = render(spec)
-        lr_spec = self._mismatched(spec) if torch.rand(()) < self.mismatch_lr_prob else spec
+        texts = bird_captions(spec)
+        choices = [i for i, text in enumerate(texts) if caption_colours(text)] if self.twins else range(len(texts))
+        choice = int(choices[int(torch.randint(len(choices), ()))]) if self.random_caption else 0
+        named = caption_colours(texts[choice])
+        mismatch = named and torch.rand(()) < self.mismatch_lr_prob
+        lr_spec = self._mismatched(spec, [p for p in DESCRIBED_PARTS if p in named]) if mismatch else spec
         lr_source = hr if lr_spec is spec else render(lr_spec)[0]
         lr = bicubic_downsample(lr_source.astype(np.float32) / 255.0, self.scale)
-        texts = bird_captions(spec)
-        choice = int(torch.randint(len(texts), ())) if self.random_caption else 0
         item = {
             "hr": _to_tensor(hr.astype(np.float32) / 255.0),
             "lr": _to_tensor(np.clip(lr, 0.0, 1.0)),
@@ -84,7 +94,14 @@ class SynthBirdsDataset(Dataset):
         if self.part_weight > 1.0:
             item["loss_weight"] = torch.from_numpy(np.where(labels > 0, self.part_weight, 1.0).astype(np.float32)[None])
         if self.part_labels:
-            item["part_labels"] = torch.from_numpy(labels)
+            is_named = np.array([part in named for part in DESCRIBED_PARTS])
+            item["part_labels"] = torch.from_numpy(np.where(is_named[np.maximum(labels - 1, 0)], labels, 0))
+            item["palette_colours"] = torch.from_numpy(np.stack(
+                [median_colour(hr, masks[part]) for part in DESCRIBED_PARTS]).astype(np.float32) / 127.5 - 1.0)
+            item["palette_named"] = torch.from_numpy(is_named.astype(np.float32))
+        if self.attributes:
+            item["attribute_captions"] = texts
+            item["attribute_labels"] = attribute_labels(texts)
         if self.twins:
             twin, item["twin_caption"] = self._twin(spec, choice)
             item["twin_hr"] = _to_tensor(render(twin)[0].astype(np.float32) / 255.0)
@@ -92,17 +109,16 @@ class SynthBirdsDataset(Dataset):
         return item
 
     @staticmethod
-    def _mismatched(spec: BirdSpec) -> BirdSpec:
-        """Each described part independently (at least one) gets another colour; torch RNG, so worker seeds apply."""
-        changed = torch.rand(len(DESCRIBED_PARTS)) < 0.5
+    def _mismatched(spec: BirdSpec, parts: list[str]) -> BirdSpec:
+        """Each of `parts` independently (at least one) gets another colour; torch RNG, so worker seeds apply."""
+        changed = torch.rand(len(parts)) < 0.5
         if not changed.any():
-            changed[torch.randint(len(DESCRIBED_PARTS), ())] = True
-        for part, change in zip(DESCRIBED_PARTS, changed.tolist()):
+            changed[torch.randint(len(parts), ())] = True
+        for part, change in zip(parts, changed.tolist()):
             if change:
                 shift = int(torch.randint(1, len(NAMES), ()))
                 spec = edit(spec, part, (colour_index(getattr(spec, part)) + shift) % len(NAMES))
         return spec
-
 
     @staticmethod
     def _twin(spec: BirdSpec, choice: int) -> tuple[BirdSpec, str]:
@@ -127,6 +143,13 @@ def part_label_map(masks: dict[str, np.ndarray]) -> np.ndarray:
     for i, part in enumerate(DESCRIBED_PARTS):
         labels[masks[part]] = i + 1
     return labels
+
+
+def attribute_labels(captions: list[str]) -> torch.Tensor:
+    """(captions, parts) long: the colour index each caption names for each described part, len(NAMES) for none."""
+    named = [caption_colours(caption) for caption in captions]
+    return torch.tensor([[colour_index(n[part]) if part in n else len(NAMES) for part in DESCRIBED_PARTS]
+                         for n in named], dtype=torch.long)
 
 
 def described_colours(spec: BirdSpec) -> torch.Tensor:

@@ -32,10 +32,14 @@ def part_colours(image: np.ndarray, masks: Mapping[str, np.ndarray], parts: Iter
             raise ValueError(f"mask of {part!r} is {mask.shape}, the image is {rgb.shape[:2]}")
         if not mask.any():
             raise ValueError(f"mask of {part!r} is empty")
-        eroded = binary_erosion(mask)
-        pixels = rgb[eroded if eroded.sum() >= _MIN_ERODED else mask]
-        result[part] = int(nearest_colour(np.median(pixels, axis=0)))
+        result[part] = int(nearest_colour(median_colour(rgb, mask)))
     return result
+
+
+def median_colour(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-channel median of an (H, W, 3) image inside `mask` eroded by one pixel (the whole mask if too thin)."""
+    eroded = binary_erosion(mask)
+    return np.median(rgb[eroded if eroded.sum() >= _MIN_ERODED else mask], axis=0)
 
 
 def part_colour_accuracy(
