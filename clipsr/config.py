@@ -59,13 +59,9 @@ class GeneratorConfig:
     up_text: bool = False
     # hidden width of a residual MLP on F_T shared by all text-conditioned blocks (ours); 0: none (the paper)
     text_mapper: int = 0
-    # K > 0: a text palette at the output (ours): the text gives K colours, the image features choose per
-    # pixel between the SR value and one of them. FiLM alone must learn text x location as one product
-    # inside its channels, which a short CPU run does not; here "where" and "which colour" are learnt apart
+    # K > 0: a text palette at the output (ours, blocks.TextPalette): the text gives a colour for each of K
+    # parts and whether it names them, the image features choose per pixel between the SR value and a part
     text_palette: int = 0
-    # the palette reads its colours from the caption's words (a query per colour attends over the text
-    # tower's per-token features) instead of F_T, whose colours most phrasings lose (ours; not exportable yet)
-    text_palette_words: bool = False
 
     @property
     def lr_size(self) -> int:

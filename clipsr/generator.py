@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import GBlock, TBlock, TextMapper, TextPalette, TIFBlock
+from .blocks import GBlock, PaletteOutput, TBlock, TextMapper, TextPalette, TIFBlock
 from .clip import CLIPVisual
 from .config import FEATURE_SIZE, GeneratorConfig
 
@@ -129,7 +129,7 @@ class Generator(nn.Module):
     outside [-1, 1] are clamped when saved (as in the reference), which keeps gradients at the edges.
     With `global_skip="bicubic"` the network adds a residual to the bicubic upsampled LR."""
 
-    def __init__(self, cfg: GeneratorConfig, clip_visual: CLIPVisual, text_dim: int, word_width: int = 0):
+    def __init__(self, cfg: GeneratorConfig, clip_visual: CLIPVisual, text_dim: int):
         super().__init__()
         self.cfg, self.text_dim = cfg, text_dim
         if cfg.text_norm not in ("batch", "none"):
@@ -152,11 +152,7 @@ class Generator(nn.Module):
                                    text_dim if cfg.up_text else None, cfg.text_reweight)
         if cfg.global_skip not in ("bicubic", "none"):
             raise ValueError(f"global_skip must be 'bicubic' or 'none', got {cfg.global_skip!r}")
-        if cfg.text_palette_words and not (cfg.text_palette and word_width):
-            raise ValueError("generator.text_palette_words needs generator.text_palette > 0 (and a text tower)")
-        self.palette = (TextPalette(text_dim, cfg.up_width, cfg.text_palette,
-                                    word_width=word_width if cfg.text_palette_words else 0)
-                        if cfg.text_palette else None)
+        self.palette = TextPalette(text_dim, cfg.up_width, cfg.text_palette) if cfg.text_palette else None
         self._init_convs()
 
     def _init_convs(self) -> None:
@@ -182,20 +178,15 @@ class Generator(nn.Module):
             return None
         raise ValueError(f"skip_mismatch must be 'project' or 'drop', got {self.cfg.skip_mismatch!r}")
 
-    def forward(self, lr: torch.Tensor, text: torch.Tensor, with_choice: bool = False,
-                words: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """SR image; with `with_choice`, also the text palette's choice logits (for a part-label loss).
-        `words`: the caption's per-token features and mask, for a palette that reads words."""
+    def forward(self, lr: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """SR image (B, 3, 256, 256)."""
+        return self.render(lr, text).image
+
+    def render(self, lr: torch.Tensor, text: torch.Tensor) -> PaletteOutput:
+        """The SR image and, with a text palette, what it chose and read (training teaches them directly)."""
         self._check_inputs(lr, text)
-        if self.reads_words and words is None:
-            raise ValueError("this generator's palette reads the caption's words: pass words=(features, mask) "
-                             "(CLIPSR.text_inputs gives them)")
-        if with_choice and self.palette is None:
-            raise ValueError("part labels need a text palette: set generator.text_palette "
-                             "(e.g. --set generator.text_palette=4)")
         if not self.cfg.use_text:
             text = torch.zeros_like(text)
-            words = None if words is None else (torch.zeros_like(words[0]), words[1])
         text = self.text_norm(text)
         if self.cfg.text_clamp > 0:
             text = text.clamp(-self.cfg.text_clamp, self.cfg.text_clamp)
@@ -213,13 +204,8 @@ class Generator(nn.Module):
         if self.cfg.global_skip == "bicubic":
             out = out + F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False)
         if self.palette is None:
-            return out
-        out, choice = self.palette(out, features, text, words)
-        return (out, choice) if with_choice else out
-
-    @property
-    def reads_words(self) -> bool:
-        return self.palette is not None and self.palette.reads_words
+            return PaletteOutput(out)
+        return self.palette(out, features, text)
 
     def _check_inputs(self, lr: torch.Tensor, text: torch.Tensor) -> None:
         size = self.cfg.lr_size

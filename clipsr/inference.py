@@ -13,8 +13,7 @@ from .model import CLIPSR
 def super_resolve(model: CLIPSR, lr: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
     """LR batch in [-1, 1] + captions -> SR batch clamped to [-1, 1]."""
     device = next(model.generator.parameters()).device
-    text, words = model.text_inputs(model.tokenize(captions).to(device))
-    return model.generator(lr.to(device), text, words=words).clamp(-1, 1)
+    return model.generator(lr.to(device), model.encode_text(model.tokenize(captions).to(device))).clamp(-1, 1)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

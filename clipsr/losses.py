@@ -125,15 +125,24 @@ def weighted_l1(sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor | None 
     return (error * weight).sum() / (weight.sum() * error.shape[1])
 
 
-def part_choice_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy of a text palette's per-pixel choice (B, K + 1, H, W) against part labels (B, H, W),
-    weighted like the L1 term when `weight` is given (the parts are ~1% of the pixels)."""
-    if int(labels.max()) >= logits.shape[1]:
-        raise ValueError(f"part labels go up to {int(labels.max())}, the palette has {logits.shape[1] - 1} colours")
-    ce = F.cross_entropy(logits, labels, reduction="none")
-    if weight is None:
-        return ce.mean()
-    return (ce * weight[:, 0]).sum() / weight.sum()
+def palette_losses(output, labels: torch.Tensor, colours: torch.Tensor, named: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """What a text palette is taught directly, from a generator's `PaletteOutput`:
+    - "choice": cross-entropy of the per-pixel choice (B, K + 1, H, W) against part labels (B, H, W; 0 where
+      no named part is), weighted like the L1 term when `weight` is given (the parts are ~1% of the pixels);
+    - "colour": L1 between the colours read from the text and each named part's true colour (B, K, 3);
+    - "named": binary cross-entropy of whether the caption names each part (B, K)."""
+    if output.choice is None:
+        raise ValueError("part labels need a text palette: set generator.text_palette "
+                         "(e.g. --set generator.text_palette=4)")
+    if int(labels.max()) >= output.choice.shape[1]:
+        raise ValueError(f"part labels go up to {int(labels.max())}, the palette has {output.choice.shape[1] - 1} parts")
+    ce = F.cross_entropy(output.choice.float(), labels, reduction="none")
+    choice = ce.mean() if weight is None else (ce * weight[:, 0]).sum() / weight.sum()
+    colour_error = (output.colours.float() - colours).abs().mean(-1)
+    return {"choice": choice,
+            "colour": (colour_error * named).sum() / named.sum().clamp(min=1),
+            "named": F.binary_cross_entropy_with_logits(output.named.float(), named)}
 
 
 def hinge_d_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor, mismatch_logit: torch.Tensor) -> torch.Tensor:

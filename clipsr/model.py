@@ -24,7 +24,7 @@ class CLIPSR(nn.Module):
         self.text_encoder = CLIPText(clip)
         self.clip_visual = CLIPVisual(clip)
         text_dim = self.text_encoder.embed_dim
-        self.generator = Generator(config.generator, self.clip_visual, text_dim, self.text_encoder.width)
+        self.generator = Generator(config.generator, self.clip_visual, text_dim)
         self.discriminator = Discriminator(config.discriminator, self.clip_visual, text_dim)
         self.tokenizer = open_clip.get_tokenizer(config.clip.arch)
 
@@ -40,17 +40,8 @@ class CLIPSR(nn.Module):
         with torch.no_grad():
             return self.text_encoder(tokens)[0]
 
-    def text_inputs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """F_T, and for a generator whose palette reads words, the per-token features with their mask."""
-        if not self.generator.reads_words:
-            return self.encode_text(tokens), None
-        with torch.no_grad():
-            pooled, words = self.text_encoder(tokens)
-        return pooled, (words, tokens != 0)
-
     def forward(self, lr: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        text, words = self.text_inputs(tokens)
-        return self.generator(lr, text, words=words)
+        return self.generator(lr, self.encode_text(tokens))
 
     def trainable_parameters(self, part: str) -> list[nn.Parameter]:
         """Parameters of "generator" or "discriminator" that train (the shared CLIP is frozen)."""

@@ -33,6 +33,7 @@ class TrainConfig:
     perceptual: str | None = "imagenet"  # "imagenet", a weights file, "random" or None
     perceptual_fallback: str = "off"     # when the VGG weights are missing: "off", "random" or "raise"
     clip_lr: float = 5e-4              # stage "clip": AdamW learning rate
+    attribute_loss: float = 0.0        # stage "clip": weight of the caption-attribute head (datasets that label them)
     seed: int = 0
     device: str = "auto"
     amp: str = "off"                   # "bf16" or "fp16" autocast on CUDA

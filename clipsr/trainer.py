@@ -2,8 +2,8 @@
 
 D: hinge on (real, text) vs (fake, text) and (real, mismatched text), plus MA-GP on the real pair.
 G: L1 + VGG perceptual + lambda_adv * (-D(fake, text) - alpha * cos(CLIP(fake), text)).
-A dataset may add per-pixel L1 weights ("loss_weight") and part labels ("part_labels": a cross-entropy on
-a text palette's choice); SynthBirds does on request.
+A dataset may add per-pixel L1 weights ("loss_weight") and what a text palette is taught directly ("part_labels",
+"palette_colours", "palette_named": see `losses.palette_losses`); SynthBirds does on request.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import distributed
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .data.registry import build_dataset
-from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, part_choice_loss, weighted_l1
+from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses, weighted_l1
 from .model import CLIPSR, build_model
 from .sampling import SeededItems, StepBatchSampler
 from .train_config import TrainConfig
@@ -29,12 +29,13 @@ from .train_state import STATE_FILE, load_train_state, save_train_state
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
+PALETTE_KEYS = ("part_labels", "palette_colours", "palette_named")  # batch keys a text palette is taught from
 
 
 def collate(items: list[dict]) -> dict:
     batch = {"hr": torch.stack([i["hr"] for i in items]), "lr": torch.stack([i["lr"] for i in items]),
              "caption": [i["caption"] for i in items]}
-    for key in ("loss_weight", "part_labels"):  # per-pixel L1 weights, part labels (e.g. synthbirds options)
+    for key in ("loss_weight", *PALETTE_KEYS):  # per-pixel L1 weights, palette targets (e.g. synthbirds options)
         if key in items[0]:
             batch[key] = torch.stack([i[key] for i in items])
     return batch
@@ -47,6 +48,18 @@ def initial_model(cfg: TrainConfig) -> CLIPSR:
     if cfg.model:
         raise ValueError(f"--init takes the model config from {cfg.init}; --set {sorted(cfg.model)} does not apply")
     return load_checkpoint(cfg.init, preset=cfg.preset, scale=cfg.scale)
+
+
+class Rendering(torch.nn.Module):
+    """The generator with all it renders (image, palette choice and reads) as its forward: DDP synchronises
+    gradients only through a module's forward."""
+
+    def __init__(self, generator: torch.nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, lr: torch.Tensor, text: torch.Tensor):
+        return self.generator.render(lr, text)
 
 
 class SRTrainer:
@@ -62,12 +75,12 @@ class SRTrainer:
         self.opt_g = torch.optim.Adam(m.trainable_parameters("generator"), lr=cfg.lr_g, betas=cfg.betas)
         self.opt_d = torch.optim.Adam(m.trainable_parameters("discriminator"), lr=cfg.lr_d, betas=cfg.betas)
         self.perceptual = VGGPerceptualLoss(cfg.perceptual, fallback=cfg.perceptual_fallback).to(self.device)
-        self.g, self.d = m.generator, m.discriminator
+        self.g, self.d = Rendering(m.generator), m.discriminator
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             if self.device.type == "cuda":  # text standardisation on the global batch (SyncBatchNorm is
                 m.generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(m.generator)  # CUDA-only)
-            self.g = DDP(m.generator, device_ids=ids)
+            self.g = DDP(Rendering(m.generator), device_ids=ids)
             self.d = DDP(m.discriminator, device_ids=ids)
         self.start_step = 0
         if resume:
@@ -94,10 +107,10 @@ class SRTrainer:
                           collate_fn=collate, pin_memory=self.device.type == "cuda",
                           persistent_workers=workers > 0)
 
-    def d_step(self, lr, hr, text, words=None) -> dict[str, float]:
+    def d_step(self, lr, hr, text) -> dict[str, float]:
         m = self.model
         with torch.no_grad(), self.autocast():
-            fake = self.g(lr, text, words=words)
+            fake = self.g(lr, text).image
             real_feats, _ = m.discriminator.features(hr)
             fake_feats, _ = m.discriminator.features(fake)
         real_feats = real_feats.float().requires_grad_()
@@ -115,19 +128,19 @@ class SRTrainer:
         return {"d_hinge": loss.item(), "d_magp": gp.item(), "d_real": real.mean().item(),
                 "d_fake": fake_logit.mean().item()}
 
-    def g_step(self, lr, hr, text, words=None, weight=None, labels=None) -> dict[str, float]:
+    def g_step(self, lr, hr, text, weight=None, palette=None) -> dict[str, float]:
         m, cfg = self.model, self.cfg
         with self.autocast():
-            fake, choice = (self.g(lr, text, with_choice=True, words=words) if labels is not None
-                            else (self.g(lr, text, words=words), None))
+            output = self.g(lr, text)
+            fake = output.image
             l1 = weighted_l1(fake, hr, weight)
             per = self.perceptual(fake, hr) if self.perceptual.mode != "off" else fake.new_zeros(())
             loss = cfg.l1_weight * l1 + per
             logs = {"g_l1": l1.item(), "g_per": per.item()}
-            if choice is not None:
-                part = part_choice_loss(choice.float(), labels, weight)
-                loss = loss + cfg.part_loss * part
-                logs["g_part"] = part.item()
+            if palette is not None:
+                taught = palette_losses(output, *palette, weight)
+                loss = loss + cfg.part_loss * taught["choice"] + taught["colour"] + taught["named"]
+                logs.update({f"g_palette_{k}": v.item() for k, v in taught.items()})
             if self.use_d:
                 feats, img_emb = m.discriminator.features(fake)
                 adv = generator_adv_loss(self.d(feats, text), img_emb, text, alpha=cfg.alpha)
@@ -150,10 +163,12 @@ class SRTrainer:
         step, tick = self.start_step, time.perf_counter()
         for batch in self.loader():
             lr, hr = batch["lr"].to(self.device), batch["hr"].to(self.device)
-            text, words = m.text_inputs(m.tokenize(batch["caption"]).to(self.device))
-            logs = self.d_step(lr, hr, text, words) if self.use_d else {}
-            weight, labels = (batch[k].to(self.device) if k in batch else None for k in ("loss_weight", "part_labels"))
-            logs.update(self.g_step(lr, hr, text, words, weight, labels))
+            text = m.encode_text(m.tokenize(batch["caption"]).to(self.device))
+            logs = self.d_step(lr, hr, text) if self.use_d else {}
+            weight = batch["loss_weight"].to(self.device) if "loss_weight" in batch else None
+            palette = (tuple(batch[k].to(self.device) for k in PALETTE_KEYS)
+                       if all(k in batch for k in PALETTE_KEYS) else None)
+            logs.update(self.g_step(lr, hr, text, weight, palette))
             self.scaler.update()
             step += 1
             bar.update()

@@ -152,9 +152,6 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
     TensorRTUnavailableError for `trt` without TensorRT, OutputError for an unwritable `out`;
     `on_step(name)` is called as each of `options.steps()` starts."""
     model = model.eval()
-    if model.generator.reads_words:
-        raise ValueError("this model's text palette reads the caption's words (generator.text_palette_words), "
-                         "which the ONNX generator cannot take yet: export a model without it")
     trt_info = tensorrt.require_tensorrt() if options.trt else None
     vocab = vocab_file()
     tokenizer = _tokenizer(model)

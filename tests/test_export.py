@@ -328,11 +328,3 @@ def test_export_from_a_source_checkout_records_that_no_version_is_installed():
 
     assert _installed_version("onnx") == onnx.__version__
     assert _installed_version("clipsr-not-a-distribution") == "not installed (source checkout)"
-
-
-def test_a_palette_reading_words_is_refused_before_anything_is_written(tmp_path):
-    model = build_model("tiny", 16, **{"clip.pretrained": None, "generator.text_palette": 4,
-                                       "generator.text_palette_words": True})
-    with pytest.raises(ValueError, match="reads the caption's words"):
-        pipeline.export_model(model, tmp_path / "model")
-    assert not (tmp_path / "model").exists()

@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from clipsr.losses import (VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, part_choice_loss,
+from clipsr.blocks import PaletteOutput
+from clipsr.losses import (VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses,
                            weighted_l1)
 
 
@@ -22,18 +23,35 @@ def test_weighted_l1_is_a_weighted_mean_of_the_pixel_errors():
     assert weighted_l1(sr, hr, weight).item() == pytest.approx(9 / 12 * 6.0)
 
 
-def test_part_choice_loss_rewards_the_labelled_choice():
-    labels = torch.tensor([[[0, 2]]])  # (B=1, H=1, W=2): keep, then colour 2
+def test_palette_losses_reward_the_labelled_choice_and_the_named_colours():
+    labels = torch.tensor([[[0, 2]]])  # (B=1, H=1, W=2): keep, then part 2
     right = torch.zeros(1, 3, 1, 2)
     right[0, 0, 0, 0] = right[0, 2, 0, 1] = 10.0
-    assert part_choice_loss(right, labels).item() < 1e-3
-    assert part_choice_loss(torch.zeros(1, 3, 1, 2), labels).item() == pytest.approx(math.log(3))
+    colours = torch.tensor([[[1.0, 0, 0], [0, 1, 0]]])
+    named = torch.tensor([[0.0, 1.0]])  # the caption names part 2 only
+
+    def losses(choice, read=colours, named_logits=named * 20 - 10, weight=None):
+        return palette_losses(PaletteOutput(torch.zeros(1, 3, 1, 2), choice, read, named_logits),
+                              labels, colours, named, weight)
+
+    perfect = losses(right)
+    assert perfect["choice"].item() < 1e-3 and perfect["colour"].item() == 0 and perfect["named"].item() < 1e-3
+    assert losses(torch.zeros(1, 3, 1, 2))["choice"].item() == pytest.approx(math.log(3))
     wrong = right.flip(-1)
     weight = torch.tensor([[[[1.0, 3.0]]]])  # the part pixel counts 3 of 4
     per_pixel = torch.nn.functional.cross_entropy(wrong, labels, reduction="none")[0, 0]
-    assert part_choice_loss(wrong, labels, weight).item() == pytest.approx((per_pixel[0] + 3 * per_pixel[1]).item() / 4)
-    with pytest.raises(ValueError, match="palette has 2 colours"):
-        part_choice_loss(right, labels + 1)
+    assert losses(wrong, weight=weight)["choice"].item() == pytest.approx((per_pixel[0] + 3 * per_pixel[1]).item() / 4)
+    off_unnamed = colours.clone()
+    off_unnamed[0, 0] = -1.0  # an unnamed part's colour is not taught
+    assert losses(right, read=off_unnamed)["colour"].item() == 0
+    off_named = colours.clone()
+    off_named[0, 1, 1] = 0.4
+    assert losses(right, read=off_named)["colour"].item() == pytest.approx(0.6 / 3)
+    assert losses(right, named_logits=-(named * 20 - 10))["named"].item() > 5
+    with pytest.raises(ValueError, match="palette has 2 parts"):
+        palette_losses(PaletteOutput(torch.zeros(1, 3, 1, 2), right, colours, named), labels + 1, colours, named)
+    with pytest.raises(ValueError, match="need a text palette"):
+        palette_losses(PaletteOutput(torch.zeros(1, 3, 1, 2)), labels, colours, named)
 
 
 def test_hinge_d_loss_value():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipsr.blocks import TextPalette, TIFBlock, WordColours
+from clipsr.blocks import TextPalette, TIFBlock
 from clipsr.config import get_config
 from clipsr.inference import super_resolve
 from clipsr.model import build_model
@@ -185,9 +185,10 @@ def test_text_palette_starts_near_the_image_and_learns_where_from_image_which_co
     assert build_model("tiny", 16, text_palette=0).generator.palette is None
     generator = build_model("tiny", 16, text_palette=4).generator.eval()
     with torch.no_grad():
-        image, choice = generator(torch.zeros(2, 3, 16, 16), torch.randn(2, 64), with_choice=True)
-    assert image.shape == (2, 3, 256, 256) and choice.shape == (2, 5, 256, 256)
-    palette = TextPalette(text_dim=4, channels=2, colours=2, hidden=16)
+        out = generator.render(torch.zeros(2, 3, 16, 16), torch.randn(2, 64))
+    assert out.image.shape == (2, 3, 256, 256) and out.choice.shape == (2, 5, 256, 256)
+    assert out.colours.shape == (2, 4, 3) and out.named.shape == (2, 4)
+    palette = TextPalette(text_dim=4, channels=2, parts=2, hidden=16)
     image = torch.zeros(4, 3, 8, 8)
     features = torch.zeros(4, 2, 8, 8)
     features[:, 0, :4] = 1.0  # the image marks the top half ("a crown here")
@@ -201,12 +202,29 @@ def test_text_palette_starts_near_the_image_and_learns_where_from_image_which_co
     optimiser = torch.optim.Adam(palette.parameters(), lr=0.03)
     for _ in range(300):
         optimiser.zero_grad()
-        (palette(image, features, text)[0] - target).abs().mean().backward()
+        (palette(image, features, text).image - target).abs().mean().backward()
         optimiser.step()
     with torch.no_grad():
-        out = palette(image, features, text)[0]
+        out = palette(image, features, text).image
     assert (out[:, :, :4] - target[:, :, :4]).abs().max() < 0.15, "the marked half takes each caption's colour"
     assert out[:, :, 4:].abs().max() < 0.15, "the rest keeps the image"
+
+
+def test_a_part_the_caption_does_not_name_keeps_the_image():
+    torch.manual_seed(0)
+    palette = TextPalette(text_dim=2, channels=1, parts=1, hidden=8)
+    with torch.no_grad():
+        palette.where.bias.copy_(torch.tensor([0.0, 10.0]))  # the image asks for the part everywhere
+        palette.text[0].weight.zero_()
+        palette.text[0].bias.zero_()
+        palette.text[0].weight[0, 0] = 1.0   # hidden unit 0 carries text dimension 0
+        palette.text[-1].weight.zero_()
+        palette.text[-1].bias.copy_(torch.tensor([1.0, -1.0, -1.0, 0.0]))  # red
+        palette.text[-1].weight[3, 0] = 100.0  # text dimension 0 says whether the part is named
+        named, unnamed = (palette(torch.zeros(1, 3, 2, 2), torch.zeros(1, 1, 2, 2), torch.tensor(t)).image
+                          for t in ([[1.0, 0.0]], [[-1.0, 0.0]]))
+    torch.testing.assert_close(named[0, :, 0, 0], torch.tensor([1.0, -1.0, -1.0]), atol=1e-3, rtol=0)
+    assert unnamed.abs().max() < 1e-3, "an unnamed part's logit is shifted out: the image stays"
 
 
 def test_text_clamp_bounds_unseen_phrasings_and_leaves_seen_ones():
@@ -217,50 +235,8 @@ def test_text_clamp_bounds_unseen_phrasings_and_leaves_seen_ones():
     lr = torch.rand(2, 3, 16, 16) * 2 - 1
     seen, unseen = torch.randn(2, 64).clamp(-3, 3), torch.randn(2, 64) * 500  # running stats are 0 / 1
     with torch.no_grad():
-        torch.nn.init.normal_(free.generator.palette.colours[-1].weight, std=0.5)  # as if trained
-        clamped.generator.palette.colours[-1].weight.copy_(free.generator.palette.colours[-1].weight)
+        torch.nn.init.normal_(free.generator.palette.text[-1].weight, std=0.5)  # as if trained
+        clamped.generator.palette.text[-1].weight.copy_(free.generator.palette.text[-1].weight)
         torch.testing.assert_close(free.generator(lr, seen), clamped.generator(lr, seen))
         assert free.generator(lr, unseen).abs().max() > 100
         assert clamped.generator(lr, unseen).abs().max() < 20
-
-
-def _word_captions(batch: int, length: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """One-hot "words" (2 part nouns, 4 colours, 6 fillers): each caption puts a colour before each noun,
-    anywhere; returns the words (B, L, 12) and the colour index of each part (B, 2)."""
-    tokens = torch.randint(6, 12, (batch, length))
-    colours = torch.randint(0, 4, (batch, 2))
-    for b in range(batch):
-        first, second = sorted(torch.randperm(length // 2)[:2].tolist())
-        for part, at in enumerate((2 * first, 2 * second)):
-            tokens[b, at], tokens[b, at + 1] = 2 + colours[b, part], part
-    return torch.nn.functional.one_hot(tokens, 12).float(), colours
-
-
-def test_word_colours_read_each_parts_colour_word_wherever_it_stands():
-    torch.manual_seed(0)
-    rgb = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
-    reader = WordColours(width=12, colours=2, hidden=32)
-    optimiser = torch.optim.Adam(reader.parameters(), lr=0.01)
-    for _ in range(400):
-        words, colours = _word_captions(64)
-        optimiser.zero_grad()
-        (reader(words, torch.ones(words.shape[:2], dtype=torch.bool)) - rgb[colours]).abs().mean().backward()
-        optimiser.step()
-    words, colours = _word_captions(200)
-    with torch.no_grad():
-        out = reader(words, torch.ones(words.shape[:2], dtype=torch.bool))
-    nearest = torch.cdist(out.reshape(-1, 3), rgb).argmin(-1).view(200, 2)
-    assert (nearest == colours).float().mean() > 0.95
-
-
-def test_a_palette_reading_words_follows_each_captions_own_colour_words():
-    torch.manual_seed(0)
-    with pytest.raises(ValueError, match="text_palette_words needs"):
-        build_model("tiny", 16, text_palette_words=True)
-    model = build_model("tiny", 16, text_palette=4, text_palette_words=True).eval()
-    lr = torch.rand(2, 3, 16, 16) * 2 - 1
-    red = super_resolve(model, lr, ["this bird has a red crown", "a bird with blue wings"])
-    green = super_resolve(model, lr, ["this bird has a green crown", "a bird with blue wings"])
-    assert (red[0] - green[0]).abs().max() > 1e-3 and torch.equal(red[1], green[1])
-    with pytest.raises(ValueError, match="reads the caption's words"):
-        model.generator(lr, model.encode_text(model.tokenize(["a", "b"])))

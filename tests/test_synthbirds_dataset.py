@@ -226,9 +226,10 @@ def test_twins_differ_in_one_named_part_only():
 def test_clip_stage_batches_twins_as_hard_negatives():
     ds = SynthBirdsDataset("train", count=3, train=True, twins=True)
     items = [ds[i] for i in range(3)]
-    images, captions = collate_captioned(items)
+    images, captions, attributes = collate_captioned(items)
+    assert attributes is None
     assert images.shape == (6, 3, 256, 256)
     assert captions == [i["caption"] for i in items] + [i["twin_caption"] for i in items]
     torch.testing.assert_close(images[3:], torch.stack([i["twin_hr"] for i in items]))
-    plain, plain_captions = collate_captioned([SynthBirdsDataset("train", count=1)[0]])
+    plain, plain_captions, _ = collate_captioned([SynthBirdsDataset("train", count=1)[0]])
     assert plain.shape[0] == 1 and len(plain_captions) == 1

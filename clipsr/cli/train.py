@@ -25,6 +25,8 @@ def train(
     batch_size: int = typer.Option(16, help="global batch (split over torchrun processes)"),
     lr_g: float = typer.Option(1e-4), lr_d: float = typer.Option(4e-4),
     clip_lr: float = typer.Option(5e-4, help="stage clip: AdamW learning rate"),
+    attribute_loss: float = typer.Option(0.0, help="stage clip: weight of a head reading each caption attribute "
+                                                   "from F_T (synthbirds: --data-opt attributes=true)"),
     lambda_adv: float = typer.Option(0.01, help="adversarial weight; 0 trains without the discriminator"),
     perceptual: str = typer.Option("imagenet", help="VGG-19 weights: imagenet, a file, random or off"),
     part_loss: float = typer.Option(1.0, help="weight of the text palette's part-choice loss (batches with part labels)"),
@@ -48,7 +50,8 @@ def train(
         stage=stage, preset=preset, scale=scale, model=parse_assignments(set_), init=str(init) if init else None,
         dataset=dataset,
         data_root=str(data_root) if data_root else None, data_options=parse_assignments(data_opt), out=str(out),
-        steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, clip_lr=clip_lr, lambda_adv=lambda_adv,
+        steps=steps, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, clip_lr=clip_lr, attribute_loss=attribute_loss,
+        lambda_adv=lambda_adv,
         part_loss=part_loss, perceptual=None if perceptual == "off" else perceptual, seed=seed, device=device, amp=amp,
         num_workers=num_workers, ckpt_every=ckpt_every, log_every=log_every)
     if resume:

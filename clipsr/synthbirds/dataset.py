@@ -40,6 +40,8 @@ class SynthBirdsDataset(Dataset):
     vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours"); the options
     add the keys the module docstring lists."""
 
+    attribute_shape = (len(DESCRIBED_PARTS), len(NAMES) + 1)  # per part: a colour, or not named
+
     def __init__(self, split: str = "train", scale: int = 16, train: bool = True, count: int | None = None,
                  seed_offset: int = 0, mismatch_lr_prob: float = 0.0, captions: str = "random",
                  twins: bool = False, part_weight: float = 1.0, part_labels: bool = False,
