@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from clipsr.clip import load_clip
 from clipsr.config import get_config
 from clipsr.synthbirds.__main__ import app
-from clipsr.synthbirds.clip_report import PROBE_SITES, part_colour_retrieval, phrasing_probe, text_probe
+from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
+                                           text_probe)
 from clipsr.synthbirds.palette import NAMES
 from clipsr.synthbirds.render import DESCRIBED_PARTS
 from clipsr.train_clip import save_clip
@@ -65,5 +66,15 @@ def test_cli_clip_report(tiny_clip, tmp_path):
     report = json.loads(out.read_text())
     assert set(report) == {"trained", "random"} and set(report["trained"]["text_probe"]) == set(DESCRIBED_PARTS)
     assert set(report["random"]["phrasing_probe"]) == set(PROBE_SITES)
+    # a random text tower loses a named part's colour in most phrasings: the SR stage's gate is not met
+    assert report["trained"]["sentence_gate"]["met"] is False and "gate" in result.output and "NOT met" in result.output
     missing = CliRunner().invoke(app, ["clip-report", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code == 2 and "no CLIP weights" in missing.output
+
+
+def test_sentence_gate_needs_every_part():
+    probe = {"sentence": {"crown": 0.95, "wing": 0.97, "belly": 0.91, "beak": 0.93}}
+    assert sentence_gate(probe)["met"] is True
+    probe["sentence"]["beak"] = 0.89
+    gate = sentence_gate(probe)
+    assert gate["met"] is False and gate["worst_part"] == "beak" and gate["worst"] == 0.89

@@ -16,7 +16,7 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @app.command()
 def train(
     stage: str = typer.Option("sr", help="sr: CLIP-SR; clip: contrastive pre-training of the preset's CLIP"),
-    preset: str = typer.Option("tiny", help="model preset: tiny or paper-b32"),
+    preset: str = typer.Option("tiny", help="model preset: tiny, synthbirds (tiny + the text palette of the demo) or paper-b32"),
     scale: int = typer.Option(16, help="4, 8 or 16"),
     dataset: str = typer.Option("synthbirds", help="synthbirds, cub, coco, celeba or jsonl"),
     data_root: Optional[Path] = typer.Option(None, help="dataset folder (or .jsonl file)"),

@@ -23,7 +23,7 @@ def _one_line_errors() -> Iterator[None]:
     """Bad arguments end in one line on stderr and exit status 2, not a traceback."""
     try:
         yield
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
 
@@ -71,7 +71,8 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
 
     from clipsr.clip import load_clip
     from clipsr.config import get_config
-    from clipsr.synthbirds.clip_report import PROBE_SITES, part_colour_retrieval, phrasing_probe, text_probe
+    from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
+                                               text_probe)
 
     with _one_line_errors():
         if not weights.is_file():
@@ -79,9 +80,13 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
         config = dataclasses.replace(get_config(preset).clip, pretrained=str(weights))
         torch.manual_seed(0)
         models = {"trained": load_clip(config), "random": load_clip(dataclasses.replace(config, pretrained=None))}
-    result = {name: {"retrieval": part_colour_retrieval(model, config.arch, n=n),
-                     "text_probe": text_probe(model, config.arch, n_train=probe_birds),
-                     "phrasing_probe": phrasing_probe(model, config.arch)} for name, model in models.items()}
+    result = {}
+    for name, model in models.items():
+        typer.echo(f"measuring the {name} CLIP", err=True)
+        result[name] = {"retrieval": part_colour_retrieval(model, config.arch, n=n),
+                        "text_probe": text_probe(model, config.arch, n_train=probe_birds),
+                        "phrasing_probe": phrasing_probe(model, config.arch)}
+        result[name]["sentence_gate"] = sentence_gate(result[name]["phrasing_probe"])
     table = Table(title=f"{weights}: what the CLIP knows of SynthBirds (chance 10%)")
     for column in ("part", "retrieval", "retrieval, random CLIP", "text probe", "text probe, random CLIP"):
         table.add_column(column)
@@ -97,6 +102,9 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
         table.add_row(part, *(" / ".join(f"{result[name]['phrasing_probe'][site][part]:.1%}" for name in models)
                               for site in PROBE_SITES))
     Console().print(table)
+    gate = result["trained"]["sentence_gate"]
+    typer.echo(f"sentence-vector gate (>= {gate['threshold']:.0%} for every part on other phrasings): "
+               f"{'met' if gate['met'] else 'NOT met'} (worst: {gate['worst_part']} {gate['worst']:.1%})")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
@@ -117,6 +125,33 @@ def proof(checkpoint: Path, out: Path = typer.Option(Path("runs/proof"), "--out"
         result = run_proof(full, out, no_text=variant, n=n, batch_size=batch_size)
     typer.echo(to_markdown(result))
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
+
+
+@app.command()
+def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder of every stage's output"),
+           device: str = typer.Option("cpu", help="cpu or cuda"),
+           workers: int = typer.Option(-1, help="data-loading workers (-1: 0 on CPU, 4 on CUDA; on a GPU give "
+                                                "most CPU cores: rendering birds bounds the step rate)"),
+           only: list[str] = typer.Option([], help="run only these stages (clip, clip-report, sr, sr-no-text, proof)"),
+           clip_steps: int = typer.Option(1500), sr_steps: int = typer.Option(2000),
+           dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing")) -> None:
+    """Train the built-in demo from nothing: CLIP stage, its report, SR stage, no-text variant, proof. Stages
+    already done are skipped and an interrupted SR stage resumes, so the recipe can run in parts."""
+    from clipsr.synthbirds.recipe import command, run_recipe, stages
+
+    with _one_line_errors():
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"--device must be cpu or cuda, got {device!r}")
+        known = [stage.name for stage in stages(out)]
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(known)}")
+        if dry_run:
+            for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps):
+                typer.echo(f"[{stage.name}] {' '.join(command(stage, out))}")
+            return
+        run_recipe(out, device, workers, tuple(only), echo=typer.echo, clip_steps=clip_steps, sr_steps=sr_steps)
+    typer.echo(f"recipe done: {out}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from clipsr.clip import CLIPText, clip_preprocess
-from clipsr.synthbirds.captions import NOUNS, bird_captions, part_caption
+from clipsr.synthbirds.captions import NOUNS, bird_captions, caption_colours, part_caption
 from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
 from clipsr.synthbirds.palette import NAMES, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, sample_spec
@@ -36,7 +37,7 @@ def part_colour_retrieval(model: open_clip.CLIP, arch: str, n: int = 200, split:
     text = model.encode_text(tokenizer(prompts), normalize=True).view(len(DESCRIBED_PARTS), len(NAMES), -1)
     data = SynthBirdsDataset(split=split, train=False, count=n)
     hits = torch.zeros(len(DESCRIBED_PARTS))
-    for start in range(0, n, batch):
+    for start in tqdm(range(0, n, batch), desc="part-colour retrieval", unit="batch", leave=False):
         items = [data[i] for i in range(start, min(n, start + batch))]
         images = torch.stack([item["hr"] for item in items])
         colours = torch.stack([item["colours"] for item in items])            # (b, parts)
@@ -80,38 +81,53 @@ def text_probe(model: open_clip.CLIP, arch: str, n_train: int = 4000, n_test: in
 
 
 PROBE_SITES = ("sentence", "noun_token", "colour_token")
+# The SR stage reads only the sentence vector: it must carry a named part's colour in any phrasing
+SENTENCE_GATE = 0.9
+
+
+def sentence_gate(probe: dict[str, dict[str, float]]) -> dict:
+    """Whether the sentence-vector phrasing probe reaches SENTENCE_GATE for every described part."""
+    worst = min(probe["sentence"].values())
+    return {"threshold": SENTENCE_GATE, "worst_part": min(probe["sentence"], key=probe["sentence"].get),
+            "worst": worst, "met": worst >= SENTENCE_GATE}
 _COLOUR_WORD = "|".join(NAMES)
 
 
 @torch.no_grad()
 def phrasing_probe(model: open_clip.CLIP, arch: str, n_train: int = 600, n_test: int = 200,
                    ridge: float = 1.0) -> dict[str, dict[str, float]]:
-    """Accuracy per site and described part of a ridge probe on the non-canonical phrasings (train -> val)."""
+    """Accuracy per site and described part of a ridge probe on the non-canonical phrasings (train -> val).
+
+    The sentence site takes every phrasing that names the part; the token sites those where the part's noun
+    and colour word stand as separate words ("a red crown", "crown is red")."""
     text_tower = CLIPText(model).eval()
     tokenizer = open_clip.get_tokenizer(arch)
 
-    def features(split: str, count: int) -> dict[str, tuple[dict[str, list], list]]:
-        rows = {part: ({site: [] for site in PROBE_SITES}, []) for part in DESCRIBED_PARTS}
-        for seed in split_seeds(split, count):
+    def features(split: str, count: int) -> dict[str, dict[str, tuple[list, list]]]:
+        rows = {part: {site: ([], []) for site in PROBE_SITES} for part in DESCRIBED_PARTS}
+        for seed in tqdm(split_seeds(split, count), desc=f"phrasing probe, {split} birds", leave=False):
             spec = sample_spec(seed)
             captions = bird_captions(spec)[1:]
             pooled, tokens = text_tower(tokenizer(captions))
             for i, caption in enumerate(captions):
-                for part in DESCRIBED_PARTS:
+                named = caption_colours(caption)
+                for part in named:
+                    colour = colour_index(named[part])
+                    _add(rows[part]["sentence"], pooled[i], colour)
                     ends = _phrase_ends(caption, part)
-                    if ends is None:
-                        continue
-                    sites, colours = rows[part]
-                    sites["sentence"].append(pooled[i])
-                    for site, end in zip(PROBE_SITES[1:], ends):  # the last token of caption[:end]
-                        sites[site].append(tokens[i, int((tokenizer([caption[:end]])[0] != 0).sum()) - 2])
-                    colours.append(colour_index(getattr(spec, part)))
+                    for site, end in zip(PROBE_SITES[1:], ends or ()):  # the last token of caption[:end]
+                        _add(rows[part][site], tokens[i, int((tokenizer([caption[:end]])[0] != 0).sum()) - 2], colour)
         return rows
 
     train, test = features("train", n_train), features("val", n_test)
-    return {site: {part: _ridge_accuracy(torch.stack(train[part][0][site]).numpy(), np.array(train[part][1]),
-                                         torch.stack(test[part][0][site]).numpy(), np.array(test[part][1]), ridge)
+    return {site: {part: _ridge_accuracy(torch.stack(train[part][site][0]).numpy(), np.array(train[part][site][1]),
+                                         torch.stack(test[part][site][0]).numpy(), np.array(test[part][site][1]), ridge)
                    for part in DESCRIBED_PARTS} for site in PROBE_SITES}
+
+
+def _add(row: tuple[list, list], feature: torch.Tensor, colour: int) -> None:
+    row[0].append(feature)
+    row[1].append(colour)
 
 
 def _phrase_ends(caption: str, part: str) -> tuple[int, int] | None:
