@@ -88,19 +88,28 @@ def run(
     tile: Optional[int] = typer.Option(None, help="Tile side in input pixels (default: LR size)."),
     tile_pad: Optional[int] = typer.Option(None, help="Tile overlap in input pixels (default: LR size / 4)."),
     batch: int = typer.Option(4, help="Tiles per generator call."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for ONNX Runtime."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for ONNX Runtime; with --server, "
+                                                     "concurrent requests (default 8)."),
     ext: Optional[str] = typer.Option(None, help="Output format: png | jpg | webp | tif (default: input's)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     prompts: Optional[Path] = typer.Option(None, help="Per-image prompts: .csv (image,prompt) or .jsonl."),
     suffix: Optional[str] = typer.Option(None, help="Output name suffix (default: _x<scale>)."),
+    server: Optional[str] = typer.Option(None, help="Upscale on a Triton server: http://host:8000 or "
+                                                    "grpc://host:8001 (docs/serving.md)."),
 ) -> None:
     """Upscale INPUT guided by PROMPT; writes INPUT_x<scale>.<ext> next to it, or into -o."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             warnings.simplefilter("always")
-            failed = _run(input, prompt, output, model, backend, precision, fit, tile, tile_pad, batch,
-                          threads, ext, recursive, prompts, suffix)
+            if server:
+                from clipsr_runtime.triton.client import run_remote
+
+                failed = run_remote(server, input, prompt, output, fit, tile, tile_pad, batch, threads, ext,
+                                    recursive, prompts, suffix)
+            else:
+                failed = _run(input, prompt, output, model, backend, precision, fit, tile, tile_pad, batch,
+                              threads, ext, recursive, prompts, suffix)
     except (ValueError, OSError, RuntimeError) as exc:
         _say("error", str(exc))
         raise typer.Exit(1) from None

@@ -1,0 +1,201 @@
+"""`clipsr-run --server URL`: the same run as a local one, with the model on a Triton server.
+
+`RemoteUpscaler` is an `Upscaler` whose networks are the server's `clipsr` ensemble: reading files,
+fitting (resize or tiles), alpha, grayscale, 16-bit and atomic writes stay local and identical to a
+local run; only LR-size uint8 tiles and the prompt go over the wire. Files are sent concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from clipsr_runtime.images import DEFAULT_MAX_PIXELS
+from clipsr_runtime.triton.configs import ENSEMBLE, TOKENIZER
+from clipsr_runtime.upscaler import DEFAULT_MAX_OUTPUT_PIXELS, Upscaler
+
+DEFAULT_WORKERS = 8
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """(protocol, host:port): grpc://host:port is gRPC; http://, or no scheme, is HTTP."""
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if parsed.scheme not in ("http", "grpc") or not parsed.netloc:
+        raise ValueError(f"--server must look like http://host:8000 or grpc://host:8001, got {url!r}")
+    return parsed.scheme, parsed.netloc
+
+
+def _client_module(protocol: str):
+    try:
+        if protocol == "grpc":
+            import tritonclient.grpc as module
+        else:
+            import tritonclient.http as module
+    except ImportError as exc:
+        raise RuntimeError(f"--server needs tritonclient: pip install 'clipsr[serve]' ({exc})") from exc
+    return module
+
+
+def _message(exc: Exception) -> str:
+    """tritonclient's error text without its wrapping ('[StatusCode...]', 'in ensemble ...')."""
+    text = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
+    return (text or type(exc).__name__).strip()
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """What the client needs of the served model (read from the ensemble's config)."""
+
+    name: str
+    root: str
+    lr_size: int
+    scale: int
+    max_batch: int
+
+
+class RemoteUpscaler(Upscaler):
+    """Upscaler on a Triton server's `clipsr` ensemble (PROMPT + IMAGE uint8 -> SR_IMAGE uint8)."""
+
+    def __init__(self, url: str, fit: str = "auto", tile: int | None = None, tile_pad: int | None = None,
+                 batch: int = 4, cache_size: int = 128, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS, timeout: float = 60.0) -> None:
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self.url = url
+        self.protocol, self._address = parse_url(url)
+        self._tritonclient = _client_module(self.protocol)
+        self._local = threading.local()  # tritonclient's HTTP client is not thread-safe: one per thread
+        self._timeout = timeout
+        self.manifest = self._read_model()
+        self.fit, self.max_pixels, self.max_output_pixels = fit, max_pixels, max_output_pixels
+        self.tile = tile or self.manifest.lr_size
+        if self.tile != self.manifest.lr_size:
+            raise ValueError(f"the server's model takes {self.manifest.lr_size}x{self.manifest.lr_size} LR "
+                             f"tiles, not {self.tile}")
+        self.tile_pad = self.manifest.lr_size // 4 if tile_pad is None else tile_pad
+        self.batch = min(batch, self.manifest.max_batch)
+        self.backend = self  # what a local run reports as its backend: name and precision
+        self.name, self.precision = f"triton {self.protocol}", "server"
+        self._embed = lru_cache(maxsize=cache_size)(self._check_prompt)
+
+    @property
+    def client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._tritonclient.InferenceServerClient(self._address)
+        return client
+
+    def _read_model(self) -> RemoteModel:
+        try:
+            ready = self.client.is_model_ready(ENSEMBLE)
+        except Exception as exc:  # tritonclient raises its own and socket errors
+            raise RuntimeError(f"cannot reach a Triton server at {self.url}: {_message(exc)}") from exc
+        if not ready:
+            raise RuntimeError(f"the Triton server at {self.url} has no ready model '{ENSEMBLE}' "
+                               "(serve a repository written by clipsr-triton)")
+        config = self.client.get_model_config(ENSEMBLE)
+        if self.protocol == "grpc":
+            from google.protobuf.json_format import MessageToDict
+
+            config = MessageToDict(config.config, preserving_proto_field_name=True)
+        dims = {t["name"]: [int(d) for d in t["dims"]] for t in [*config["input"], *config["output"]]}
+        (height, width, _), (out_h, _, _) = dims["IMAGE"], dims["SR_IMAGE"]
+        if height != width or height < 1:
+            raise RuntimeError(f"model '{ENSEMBLE}' at {self.url} takes {dims['IMAGE']} images; this client "
+                               "needs a fixed square LR size")
+        return RemoteModel(ENSEMBLE, self.url, height, out_h // height, int(config.get("max_batch_size", 1)))
+
+    def _infer(self, model: str, prompts: list[str], image: np.ndarray | None = None) -> dict:
+        tc = self._tritonclient
+        text = tc.InferInput("PROMPT", [len(prompts), 1], "BYTES")
+        text.set_data_from_numpy(np.array([[p.encode("utf-8")] for p in prompts], dtype=np.object_))
+        inputs = [text]
+        if image is not None:
+            pixels = tc.InferInput("IMAGE", list(image.shape), "UINT8")
+            pixels.set_data_from_numpy(image)
+            inputs.append(pixels)
+        output = "SR_IMAGE" if image is not None else "tokens"
+        timeout = {"client_timeout": self._timeout} if self.protocol == "grpc" else {}
+        try:
+            result = self.client.infer(model, inputs, outputs=[tc.InferRequestedOutput(output)], **timeout)
+        except tc.InferenceServerException as exc:
+            raise ValueError(f"server: {_message(exc)}") from exc
+        except OSError as exc:
+            raise RuntimeError(f"server {self.url}: {exc}") from exc
+        return result.as_numpy(output)
+
+    def _check_prompt(self, prompt: str) -> str:
+        """The server's tokenizer judges the prompt once (an empty one is one error, as locally)."""
+        self._infer(TOKENIZER, [prompt])
+        return prompt
+
+    def encode_prompt(self, prompt: str) -> str:  # the ensemble encodes; the "embedding" is the prompt
+        return self._embed(prompt)
+
+    def _generate(self, lr: np.ndarray, prompt: str) -> np.ndarray:
+        """(N,3,t,t) in [-1,1] -> (N,3,t*s,t*s) in [-1,1] through the ensemble, as uint8 both ways."""
+        image = np.round((np.clip(lr, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+        sr = self._infer(ENSEMBLE, [prompt] * len(lr), np.ascontiguousarray(image))
+        return sr.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+
+
+def run_remote(server: str, input: Path, prompt: str, output: Path | None, fit: str, tile: int | None,
+               tile_pad: int | None, batch: int, workers: int | None, ext: str | None, recursive: bool,
+               prompts: Path | None, suffix: str | None) -> int:
+    """`clipsr-run --server`: a local run's inputs, outputs and messages; files sent concurrently."""
+    from clipsr_runtime import cli
+
+    if not input.exists():
+        raise FileNotFoundError(f"{input}: no such file or folder")
+    if ext is not None and ext.lower().lstrip(".") not in cli._EXTS:
+        raise ValueError(f"--ext must be one of {', '.join(cli._EXTS)}, got {ext!r}")
+    ext = ext.lower().lstrip(".") if ext else None
+    per_image = cli._load_prompts(prompts) if prompts else {}
+    if prompt == "-" and not prompts:
+        raise ValueError("PROMPT '-' needs --prompts FILE")
+    upscaler = RemoteUpscaler(server, fit=fit, tile=tile, tile_pad=tile_pad, batch=batch)
+    if prompt != "-":
+        upscaler.encode_prompt(prompt)
+    suffix = f"_x{upscaler.manifest.scale}" if suffix is None else suffix
+    cli._say("info", f"server {server} ({upscaler.protocol}), model '{ENSEMBLE}' "
+                     f"{upscaler.manifest.lr_size} px -> x{upscaler.manifest.scale}")
+    sources = cli._image_files(input, recursive, suffix) if input.is_dir() else [input]
+    if input.is_dir() and output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+    outcome = {"written": 0, "failed": 0}
+    lock = threading.Lock()
+
+    def one(src: Path) -> None:  # warnings go through the CLI's process-wide one-line printer
+        try:
+            rel = src.relative_to(input).as_posix() if input.is_dir() else src.name
+            text = per_image.get(rel, per_image.get(src.name, prompt))
+            if text == "-":
+                raise ValueError(f"{src}: no prompt for it in {prompts}")
+            dst = cli._output_path(src, input, output, suffix, ext)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            upscaler.upscale_file(src, dst, text)
+            key = "written"
+            if not input.is_dir():
+                print(dst)
+        except (ValueError, OSError, RuntimeError) as exc:
+            key = "failed"
+            cli._say("error", str(exc) if str(src) in str(exc) else f"{src}: {exc}")
+        with lock:
+            outcome[key] += 1
+
+    with cli.Progress(cli.TextColumn("{task.description}"), cli.BarColumn(), cli.MofNCompleteColumn(),
+                      cli.TimeRemainingColumn(), console=cli._err, disable=not input.is_dir()) as progress:
+        task = progress.add_task("upscaling", total=len(sources))
+        with ThreadPoolExecutor(max_workers=workers or DEFAULT_WORKERS) as pool:
+            for _ in pool.map(one, sources):
+                progress.advance(task)
+    info = upscaler.prompt_cache_info()
+    cli._say("done", f"{outcome['written']} written, {outcome['failed']} failed, {info.misses} prompt(s) "
+                     f"encoded ({upscaler.backend.name}, {server})")
+    return outcome["failed"]
