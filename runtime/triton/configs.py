@@ -110,8 +110,9 @@ def network_config(manifest: Manifest, stage: str, opts: ServeOptions) -> dict[s
             step["threads"] = opts.threads
         config["parameters"] = parameters(step)
     if opts.ort_trt:
-        trt = {"name": "tensorrt", "parameters": parameters(
-            {"precision_mode": opts.ort_trt.upper(), "max_workspace_size_bytes": 1 << 30})}
+        accelerator = {"precision_mode": opts.ort_trt.upper(), "max_workspace_size_bytes": str(1 << 30)}
+        trt = {"name": "tensorrt",  # here parameters is a map of string -> string, not ModelParameter
+               "parameters": [{"key": k, "value": v} for k, v in accelerator.items()]}
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [trt]}}
     return config
 

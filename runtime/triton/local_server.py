@@ -122,7 +122,8 @@ def start(repository: Path, timeout: float = 120.0, extra_args: list[str] | None
     command = [str(root / "bin" / "tritonserver"), f"--model-repository={repository}",
                f"--backend-directory={_backends(root, scratch)}", "--http-address=127.0.0.1",
                f"--http-port={http_port}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}",
-               "--allow-metrics=false", f"--metrics-port={metrics_port}", *(extra_args or [])]
+               "--allow-metrics=false", f"--metrics-port={metrics_port}", "--exit-timeout-secs=5",
+               *(extra_args or [])]
     log = scratch / "tritonserver.log"
     with open(log, "wb") as fh:
         process = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=env,
