@@ -8,6 +8,7 @@ stub's Python imports from this environment (numpy, clipsr_runtime).
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 import socket
@@ -36,9 +37,12 @@ def unavailable_reason() -> str | None:
     root = wheel_root()
     if root is None:
         return "no tritonserver binary: pip install 'clipsr[serve]' (nvidia-pytriton ships it)"
-    stub = root / "python_backend_stubs" / f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if not (stub / "triton_python_backend_stub").is_file():
-        return f"the nvidia-pytriton wheel has no Python-backend stub for Python {sys.version_info[:2]}"
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if not (root / "python_backend_stubs" / version / "triton_python_backend_stub").is_file():
+        return f"the nvidia-pytriton wheel has no Python-backend stub for Python {version}"
+    if ctypes.util.find_library(f"python{version}") is None:
+        return (f"the Python-backend stub needs libpython{version}.so (Debian: apt-get install "
+                f"libpython{version})")
     return None
 
 
