@@ -80,8 +80,6 @@ class RemoteUpscaler(Upscaler):
                              f"tiles, not {self.tile}")
         self.tile_pad = self.manifest.lr_size // 4 if tile_pad is None else tile_pad
         self.batch = min(batch, self.manifest.max_batch)
-        self.backend = self  # what a local run reports as its backend: name and precision
-        self.name, self.precision = f"triton {self.protocol}", "server"
         self._embed = lru_cache(maxsize=cache_size)(self._check_prompt)
 
     @property
@@ -197,5 +195,5 @@ def run_remote(server: str, input: Path, prompt: str, output: Path | None, fit: 
                 progress.advance(task)
     info = upscaler.prompt_cache_info()
     cli._say("done", f"{outcome['written']} written, {outcome['failed']} failed, {info.misses} prompt(s) "
-                     f"encoded ({upscaler.backend.name}, {server})")
+                     f"encoded (triton {upscaler.protocol}, {server})")
     return outcome["failed"]
