@@ -94,6 +94,18 @@ def test_tensorrt_and_python_repositories_are_valid_triton_config(tmp_path):
     _ensemble_is_wired(python)
 
 
+def test_clipsr_triton_writes_the_repository_and_prints_it(tmp_path):
+    (tmp_path / "empty").mkdir()  # an empty folder may be the target
+    result = CliRunner().invoke(triton_app, [str(MODEL), str(tmp_path / "empty"), "--platform", "python",
+                                             "--cpu", "--max-batch", "4", "--queue-delay-us", "500"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "empty")
+    configs = _configs(tmp_path / "empty")
+    assert {c.max_batch_size for c in configs.values()} == {4}
+    assert {c.dynamic_batching.max_queue_delay_microseconds for n, c in configs.items() if n != "clipsr"} == {500}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no temporary folder left
+
+
 @pytest.mark.parametrize("args,message", [
     (["{model}", "{tmp}/repo", "--platform", "tensorrt"], "no text_encoder TensorRT engine"),
     (["{model}", "{tmp}/repo", "--platform", "onnx"], "platform must be one of"),
