@@ -133,7 +133,7 @@ def server(tmp_path_factory):
         pytest.skip(reason)
     repo = tmp_path_factory.mktemp("triton") / "repo"
     opts = ServeOptions(platform="python", gpu=False, runtime_backend="ort-cpu", threads=1, max_batch=8,
-                        queue_delay_us=20000, max_pixels=64 * 64)
+                        queue_delay_us=20000)
     write_repository(MODEL, repo, opts)
     with local_server.start(repo) as running:
         yield running

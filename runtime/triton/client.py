@@ -52,8 +52,6 @@ def _message(exc: Exception) -> str:
 class RemoteModel:
     """What the client needs of the served model (read from the ensemble's config)."""
 
-    name: str
-    root: str
     lr_size: int
     scale: int
     max_batch: int
@@ -103,13 +101,18 @@ class RemoteUpscaler(Upscaler):
 
             config = MessageToDict(config.config, preserving_proto_field_name=True)
         dims = {t["name"]: [int(d) for d in t["dims"]] for t in [*config["input"], *config["output"]]}
+        max_batch = int(config.get("max_batch_size", 0))
+        if max_batch < 1 or len(dims.get("IMAGE", [])) != 3 or len(dims.get("SR_IMAGE", [])) != 3:
+            raise RuntimeError(f"model '{ENSEMBLE}' at {self.url} is not a clipsr-triton ensemble "
+                               "(batched IMAGE and SR_IMAGE of height, width, 3)")
         (height, width, _), (out_h, _, _) = dims["IMAGE"], dims["SR_IMAGE"]
         if height != width or height < 1:
             raise RuntimeError(f"model '{ENSEMBLE}' at {self.url} takes {dims['IMAGE']} images; this client "
                                "needs a fixed square LR size")
-        return RemoteModel(ENSEMBLE, self.url, height, out_h // height, int(config.get("max_batch_size", 1)))
+        return RemoteModel(height, out_h // height, max_batch)
 
-    def _infer(self, model: str, prompts: list[str], image: np.ndarray | None = None) -> dict:
+    def _infer(self, model: str, prompts: list[str], image: np.ndarray | None = None) -> np.ndarray:
+        """PROMPT (+ IMAGE) to `model`; its error comes back as one ValueError naming the server."""
         tc = self._tritonclient
         text = tc.InferInput("PROMPT", [len(prompts), 1], "BYTES")
         text.set_data_from_numpy(np.array([[p.encode("utf-8")] for p in prompts], dtype=np.object_))
