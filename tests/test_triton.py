@@ -194,6 +194,7 @@ def test_client_errors_are_one_line(server, tmp_path):
         ([src, "   ", "--server", server.grpc_url], "empty prompt"),
         ([src, "a bird", "--server", server.http_url, "--tile", "8"], "takes 16x16 LR tiles"),
         ([src, "a bird", "--server", "ftp://127.0.0.1:1"], "--server must look like"),
+        ([src, "a bird", "--server", server.http_url, "--threads", "0"], "must be >= 1"),
         ([src, "a bird", "--server", f"http://127.0.0.1:{local_server.free_ports(1)[0]}"], "cannot reach"),
     ]:
         result = _run(*args)

@@ -15,8 +15,8 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 @app.command()
 def triton(
-    model: Path = typer.Argument(..., help="Model folder (written by clipsr-export; has model.json)."),
-    out: Path = typer.Argument(..., help="New folder for the repository (must not exist or be empty)."),
+    model: Path = typer.Argument(..., metavar="MODEL_FOLDER", help="Model folder (written by clipsr-export; has model.json)."),
+    out: Path = typer.Argument(..., metavar="DIR", help="New folder for the repository (must not exist or be empty)."),
     platform: str = typer.Option("onnxruntime", help="text encoder + generator on: onnxruntime "
                                  "(onnxruntime_onnx) | tensorrt (tensorrt_plan from engines/) | python "
                                  "(clipsr_runtime's backends on Triton's Python backend)."),

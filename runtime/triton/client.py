@@ -160,6 +160,8 @@ def run_remote(server: str, input: Path, prompt: str, output: Path | None, fit: 
     per_image = cli._load_prompts(prompts) if prompts else {}
     if prompt == "-" and not prompts:
         raise ValueError("PROMPT '-' needs --prompts FILE")
+    if workers is not None and workers < 1:
+        raise ValueError(f"--threads (files in flight with --server) must be >= 1, got {workers}")
     upscaler = RemoteUpscaler(server, fit=fit, tile=tile, tile_pad=tile_pad, batch=batch)
     if prompt != "-":
         upscaler.encode_prompt(prompt)
