@@ -1,14 +1,15 @@
 """`clipsr-run INPUT PROMPT`: upscale an image or a folder of images with a text prompt.
 
 Heavy imports (numpy, Pillow, onnxruntime) happen inside the command, so `--help` is instant.
-Every failure is one line on stderr; a folder run reports bad files, goes on, and exits 1 at the end.
+Every error is one line on stderr (exit 2: the command line cannot work as given; 1: a failure). All
+outputs are planned before the model loads: nothing overwrites an input or another output. A folder
+run reports bad files, goes on, and exits 1 at the end.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -16,10 +17,38 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from clipsr_runtime.cli_errors import OneLineErrorsCommand
+from clipsr_runtime.errors import OptionError
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Text-guided super-resolution with an exported CLIP-SR model (torch-free).")
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 _EXTS = ("png", "jpg", "webp", "tif")
+FEW_TILES = 8  # an image of more tiles gets its own progress bar
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything one `clipsr-run` call was asked to do (the command line, parsed)."""
+
+    input: Path
+    prompt: str
+    output: Path | None = None
+    model: Path | None = None
+    backend: str = "auto"
+    precision: str = "fp32"
+    fit: str = "auto"
+    tile: int | None = None
+    tile_pad: int | None = None
+    batch: int = 4
+    threads: int | None = None
+    ext: str | None = None
+    recursive: bool = False
+    prompts: Path | None = None
+    suffix: str | None = None
+    existing: str = "refuse"  # refuse | overwrite | skip
+    outscale: float | None = None
+    max_output_pixels: int | None = None
 
 
 def _say(kind: str, message: str) -> None:
@@ -30,133 +59,159 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     _say("warning", str(message))
 
 
-def _image_files(folder: Path, recursive: bool, suffix: str) -> list[Path]:
-    """Files with an image extension Pillow reads; earlier outputs (stem ends with suffix) skipped."""
-    from PIL import Image
-
-    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in readable
-                  and not p.stem.endswith(suffix))
-
-
-def _load_prompts(path: Path) -> dict[str, str]:
-    """image (path relative to INPUT, or file name) -> prompt, from a .csv (image,prompt) or .jsonl."""
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        if rows and not {"image", "prompt"} <= rows[0].keys():
-            raise ValueError(f"prompt file {path}: needs the header columns 'image,prompt'")
-    elif path.suffix.lower() == ".jsonl":
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"prompt file {path}, line {number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or not {"image", "prompt"} <= row.keys():
-                raise ValueError(f"prompt file {path}, line {number}: needs keys 'image' and 'prompt'")
-            rows.append(row)
-    else:
-        raise ValueError(f"prompt file {path}: use a .csv or .jsonl file")
-    return {str(row["image"]).replace("\\", "/"): str(row["prompt"]) for row in rows}
-
-
-def _output_path(src: Path, root: Path, output: Path | None, suffix: str, ext: str | None) -> Path:
-    """Next to the input with a suffix, or under -o (a folder, or the file itself for one input)."""
-    new_name = src.stem + suffix + (f".{ext}" if ext else src.suffix)
-    if output is None:
-        return src.with_name(new_name)
-    if src == root and not output.is_dir() and output.suffix:
-        return output
-    return output / (src.relative_to(root).parent if root.is_dir() else Path()) / new_name
-
-
-@app.command()
+@app.command(cls=OneLineErrorsCommand)
 def run(
     input: Path = typer.Argument(..., help="An image file or a folder of images."),
     prompt: str = typer.Argument(..., help="Caption, e.g. 'a bird with a red crown'; '-' with --prompts."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file or folder."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Output file (one input) or folder (created if missing)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the built-in one)."),
     backend: str = typer.Option("auto", help="auto | ort | trt | ort-cpu | ort-cuda | ort-trt."),
     precision: str = typer.Option("fp32", help="fp32 | fp16 (fp16 falls back to fp32 on NaN/Inf)."),
     fit: str = typer.Option("auto", help="auto | tile | resize: inputs that are not the model's LR size."),
-    tile: Optional[int] = typer.Option(None, help="Tile side in input pixels (default: LR size)."),
-    tile_pad: Optional[int] = typer.Option(None, help="Tile overlap in input pixels (default: LR size / 4)."),
+    tile: Optional[int] = typer.Option(None, help="Tile side in input pixels (default: the model's LR size). A "
+                                                  "model exported with a fixed LR shape takes only that size "
+                                                  "(the built-in one: 16); a dynamic one any size >= 1."),
+    tile_pad: Optional[int] = typer.Option(None, help="Tile overlap in input pixels, 0..tile/2 (default: LR "
+                                                      "size / 4)."),
     batch: int = typer.Option(4, help="Tiles per generator call."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for ONNX Runtime."),
     ext: Optional[str] = typer.Option(None, help="Output format: png | jpg | webp | tif (default: input's)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     prompts: Optional[Path] = typer.Option(None, help="Per-image prompts: .csv (image,prompt) or .jsonl."),
     suffix: Optional[str] = typer.Option(None, help="Output name suffix (default: _x<scale>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist already."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep outputs that exist already "
+                                                                      "(and skip their inputs)."),
+    outscale: Optional[float] = typer.Option(None, help="Final size as a factor of the input, e.g. 4 with a "
+                                                        "16x model (default: the model's scale; Lanczos)."),
+    max_output_pixels: Optional[int] = typer.Option(None, help="Largest output in pixels, checked before "
+                                                               "decoding (default: 67108864 = 8192x8192)."),
 ) -> None:
     """Upscale INPUT guided by PROMPT; writes INPUT_x<scale>.<ext> next to it, or into -o."""
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            warnings.simplefilter("always")
-            failed = _run(input, prompt, output, model, backend, precision, fit, tile, tile_pad, batch,
-                          threads, ext, recursive, prompts, suffix)
-    except (ValueError, OSError, RuntimeError) as exc:
-        _say("error", str(exc))
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        _say("error", "interrupted")
-        raise typer.Exit(130) from None
+    if overwrite and skip_existing:
+        raise OptionError("--overwrite and --skip-existing contradict each other: give one")
+    options = RunOptions(input, prompt, output, model, backend, precision, fit, tile, tile_pad, batch, threads,
+                         ext, recursive, prompts, suffix,
+                         "overwrite" if overwrite else "skip" if skip_existing else "refuse",
+                         outscale, max_output_pixels)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always")
+        failed = _run(options)
     if failed:
         raise typer.Exit(1)
 
 
-def _run(input: Path, prompt: str, output: Path | None, model: Path | None, backend: str, precision: str,
-         fit: str, tile: int | None, tile_pad: int | None, batch: int, threads: int | None,
-         ext: str | None, recursive: bool, prompts: Path | None, suffix: str | None) -> int:
+def _check_choices(opts: RunOptions) -> str | None:
+    """Choices and the prompt, before any file is read; returns the normalised --ext."""
+    from clipsr_runtime.backends import BACKENDS
+    from clipsr_runtime.manifest import PRECISIONS
+    from clipsr_runtime.tiling import FITS
+
+    for flag, value, allowed in (("--backend", opts.backend, BACKENDS), ("--precision", opts.precision, PRECISIONS),
+                                 ("--fit", opts.fit, FITS)):
+        if value not in allowed:
+            raise OptionError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+    ext = opts.ext.lower().lstrip(".") if opts.ext is not None else None
+    if ext is not None and ext not in _EXTS:
+        raise OptionError(f"--ext must be one of {', '.join(_EXTS)}, got {opts.ext!r}")
+    if opts.prompt == "-" and not opts.prompts:
+        raise OptionError("PROMPT '-' needs --prompts FILE")
+    if not opts.prompt.strip():
+        raise OptionError("empty prompt: describe the image, e.g. 'a bird with a red crown'")
+    return ext
+
+
+class _Bars:
+    """A bar over the images of a folder run and one over the tiles of an image of many tiles; rich
+    draws them on a terminal and prints their last state once elsewhere. Nothing shows until needed."""
+
+    def __init__(self, images: int | None) -> None:
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=_err)
+        self._images = None if images is None else self._progress.add_task("images", total=images)
+        self._tiles = None
+        if images is not None:
+            self._progress.start()
+
+    def planned(self, name: str, plan) -> None:
+        (w, h), (out_w, out_h) = plan.input_size, plan.size
+        tiles = f", {plan.tiles:,} tiles" if plan.mode == "tile" else ""
+        if self._images is None:
+            _say("info", f"{name}: {w}x{h} -> {out_w}x{out_h} ({plan.mode}{tiles})")
+        else:
+            self._progress.update(self._images, description=f"{name} -> {out_w}x{out_h}")
+        if plan.tiles <= FEW_TILES:
+            if self._tiles is not None:
+                self._progress.update(self._tiles, visible=False)
+            return
+        if self._tiles is None:
+            self._tiles = self._progress.add_task("tiles", total=plan.tiles)
+        else:
+            self._progress.reset(self._tiles, total=plan.tiles, visible=True)
+        self._progress.start()
+
+    def tiles_done(self, count: int) -> None:
+        if self._tiles is not None:
+            self._progress.advance(self._tiles, count)
+
+    def image_done(self) -> None:
+        if self._images is not None:
+            self._progress.advance(self._images)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _run(opts: RunOptions) -> int:
     """Does the work; returns the number of failed images."""
-    if not input.exists():
-        raise FileNotFoundError(f"{input}: no such file or folder")
-    if ext is not None and ext.lower().lstrip(".") not in _EXTS:
-        raise ValueError(f"--ext must be one of {', '.join(_EXTS)}, got {ext!r}")
-    ext = ext.lower().lstrip(".") if ext else None
-    per_image = _load_prompts(prompts) if prompts else {}
-    if prompt == "-" and not prompts:
-        raise ValueError("PROMPT '-' needs --prompts FILE")
+    ext = _check_choices(opts)
+    from clipsr_runtime.jobs import plan_jobs
+    from clipsr_runtime.manifest import default_model_dir, load_manifest
+    from clipsr_runtime.prompt_files import load_prompts
+
+    per_image = load_prompts(opts.prompts) if opts.prompts else {}
+    model_dir = opts.model if opts.model is not None else default_model_dir()
+    suffix = f"_x{load_manifest(model_dir).scale}" if opts.suffix is None else opts.suffix
+    jobs, skipped = plan_jobs(opts.input, opts.output, suffix, ext, opts.recursive, opts.existing)
+
     from clipsr_runtime.upscaler import Upscaler
 
-    upscaler = Upscaler(model, backend=backend, precision=precision, fit=fit, tile=tile, tile_pad=tile_pad,
-                        batch=batch, threads=threads)
-    if prompt != "-":
-        upscaler.encode_prompt(prompt)  # an empty prompt is one error, not one per image
-    suffix = f"_x{upscaler.manifest.scale}" if suffix is None else suffix
+    limit = {} if opts.max_output_pixels is None else {"max_output_pixels": opts.max_output_pixels}
+    upscaler = Upscaler(model_dir, backend=opts.backend, precision=opts.precision, fit=opts.fit, tile=opts.tile,
+                        tile_pad=opts.tile_pad, batch=opts.batch, threads=opts.threads, outscale=opts.outscale,
+                        **limit)
+    if opts.prompt != "-":
+        upscaler.encode_prompt(opts.prompt)  # an unusable prompt is one error, not one per image
     _say("info", f"model {upscaler.manifest.name} ({upscaler.manifest.root}), backend "
                  f"{upscaler.backend.name}, {upscaler.backend.precision}")
-    sources = _image_files(input, recursive, suffix) if input.is_dir() else [input]
-    if input.is_dir() and output is not None:
-        output.mkdir(parents=True, exist_ok=True)
+    if skipped:
+        _say("info", f"{len(skipped)} output(s) exist already, kept (--skip-existing)")
+    folder = opts.input.is_dir()
     written = failed = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=_err, disable=not input.is_dir()) as progress:
-        task = progress.add_task("upscaling", total=len(sources))
-        for src in sources:
+    bars = _Bars(len(jobs) if folder else None)
+    try:
+        for job in jobs:
             try:
-                rel = src.relative_to(input).as_posix() if input.is_dir() else src.name
-                text = per_image.get(rel, per_image.get(src.name, prompt))
+                text = per_image.get(job.rel, per_image.get(job.src.name, opts.prompt))
                 if text == "-":
-                    raise ValueError(f"{src}: no prompt for it in {prompts}")
-                dst = _output_path(src, input, output, suffix, ext)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                upscaler.upscale_file(src, dst, text)
+                    raise ValueError(f"{job.src}: no prompt for it in {opts.prompts}")
+                job.dst.parent.mkdir(parents=True, exist_ok=True)
+                upscaler.upscale_file(job.src, job.dst, text, on_plan=lambda plan: bars.planned(job.rel, plan),
+                                      progress=bars.tiles_done)
                 written += 1
-                if not input.is_dir():
-                    print(dst)
+                if not folder:
+                    print(job.dst)
             except (ValueError, OSError, RuntimeError) as exc:
                 failed += 1
-                _say("error", str(exc) if str(src) in str(exc) else f"{src}: {exc}")
-            progress.advance(task)
+                _say("error", str(exc) if str(job.src) in str(exc) else f"{job.src}: {exc}")
+            bars.image_done()
+    finally:
+        bars.close()
     info = upscaler.prompt_cache_info()
-    _say("done", f"{written} written, {failed} failed, {info.misses} prompt(s) encoded "
+    kept = f", {len(skipped)} kept" if skipped else ""
+    _say("done", f"{written} written, {failed} failed{kept}, {info.misses} prompt(s) encoded "
                  f"({upscaler.backend.name}, {upscaler.backend.precision})")
     return failed
 

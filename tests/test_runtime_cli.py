@@ -118,16 +118,25 @@ def test_single_file_to_named_output(model, tmp_path):
     assert Image.open(tmp_path / "big.webp").size == (96, 160)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["{src}", "   ", "--model", "{model}"], "empty prompt"),
-    (["{tmp}/missing.png", "a bird", "--model", "{model}"], "missing.png: no such file"),
-    (["{src}", "a bird", "--model", "{tmp}/nomodel"], "has no model.json"),
-    (["{src}", "a bird", "--model", "{model}", "--backend", "trt"], "backend 'trt' is not available"),
-    (["{src}", "a bird", "--model", "{model}", "--ext", "gif"], "--ext must be one of"),
-    (["{src}", "-", "--model", "{model}"], "needs --prompts"),
-    (["{src}", "a bird", "--model", "{model}", "--precision", "fp8"], "precision must be one of"),
+@pytest.mark.parametrize("args,message,status", [
+    (["{src}", "   ", "--model", "{model}"], "empty prompt", 2),
+    (["{tmp}/missing.png", "a bird", "--model", "{model}"], "missing.png: no such file", 2),
+    (["{src}", "a bird", "--model", "{tmp}/nomodel"], "has no model.json", 1),
+    (["{src}", "a bird", "--model", "{model}", "--backend", "trt"], "backend 'trt' is not available", 1),
+    (["{src}", "a bird", "--model", "{model}", "--ext", "gif"], "--ext must be one of", 2),
+    (["{src}", "-", "--model", "{model}"], "needs --prompts", 2),
+    (["{src}", "a bird", "--model", "{model}", "--precision", "fp8"], "precision must be one of", 2),
+    (["{src}", "a bird", "--model", "{model}", "--fit", "bogus"], "--fit must be one of", 2),
+    (["{src}", "a bird", "--model", "{model}", "--backend", "cuda"], "--backend must be one of", 2),
+    (["{src}", "a bird", "--model", "{model}", "--batch", "0"], "batch must be >= 1", 2),
+    (["{src}", "a bird", "--model", "{model}", "--batch", "many"], "Invalid value for '--batch'", 2),
+    (["{src}", "a bird", "--model", "{model}", "--outscale", "0"], "outscale must be a positive", 2),
+    (["{src}", "a bird", "--model", "{model}", "--outscale", "nan"], "outscale must be a positive", 2),
+    (["{src}", "a bird", "--model", "{model}", "--no-such-flag"], "No such option", 2),
+    (["{src}"], "Missing argument 'prompt'", 2),
+    (["{src}", "a bird", "--model", "{model}", "--overwrite", "--skip-existing"], "contradict", 2),
 ])
-def test_errors_are_one_line(model, tmp_path, args, message):
+def test_errors_are_one_line(model, tmp_path, args, message, status):
     pytest.importorskip("onnxruntime")
     if "trt" in args:
         from clipsr_runtime.backends.tensorrt import unavailable_reason
@@ -136,8 +145,9 @@ def test_errors_are_one_line(model, tmp_path, args, message):
             pytest.skip("TensorRT is available here")
     src = _png(tmp_path / "in.png")
     result = _cli(*[a.format(src=src, model=model, tmp=tmp_path) for a in args])
-    assert result.exit_code == 1
+    assert result.exit_code == status
     assert len(_error_lines(result)) == 1 and message in _error_lines(result)[0]
+    assert "Usage:" not in result.stderr and "╭" not in result.stderr  # no click/rich error box
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]  # nothing written
 
 
@@ -153,7 +163,7 @@ def test_tampered_model_is_refused(tmp_path):
 def test_unwritable_output_leaves_no_partial_file(model, tmp_path):
     src = _png(tmp_path / "in.png")
     (tmp_path / "out" / "in_x4.png").mkdir(parents=True)  # a folder where the output file should go
-    result = _cli(src, "a bird", "--model", model, "-o", tmp_path / "out")
+    result = _cli(src, "a bird", "--model", model, "-o", tmp_path / "out", "--overwrite")
     assert result.exit_code == 1 and "cannot write" in _error_lines(result)[0]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["in_x4.png"]  # no temp file left
     blocker = tmp_path / "blocked"
