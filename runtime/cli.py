@@ -132,8 +132,13 @@ class _Bars:
                                   TimeRemainingColumn(), console=_err)
         self._images = None if images is None else self._progress.add_task("images", total=images)
         self._tiles = None
+        self._started = False
         if images is not None:
-            self._progress.start()
+            self._start()
+
+    def _start(self) -> None:
+        self._progress.start()
+        self._started = True
 
     def planned(self, name: str, plan) -> None:
         (w, h), (out_w, out_h) = plan.input_size, plan.size
@@ -150,7 +155,8 @@ class _Bars:
             self._tiles = self._progress.add_task("tiles", total=plan.tiles)
         else:
             self._progress.reset(self._tiles, total=plan.tiles, visible=True)
-        self._progress.start()
+        if not self._started:
+            self._start()
 
     def tiles_done(self, count: int) -> None:
         if self._tiles is not None:
@@ -161,7 +167,8 @@ class _Bars:
             self._progress.advance(self._images)
 
     def close(self) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
 
 def _run(opts: RunOptions) -> int:

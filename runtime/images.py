@@ -104,8 +104,13 @@ def from_array(arr: np.ndarray) -> RuntimeImage:
 
 
 def oriented_size(img: Image.Image) -> tuple[int, int]:
-    """(width, height) once the EXIF orientation is applied, read from the header only."""
-    swapped = img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    """(width, height) once the EXIF orientation is applied, from the header only (`getexif()` would
+    decode a PNG to look for a late eXIf chunk)."""
+    exif = Image.Exif()
+    if img.info.get("exif"):
+        exif.load(img.info["exif"])
+    tags = getattr(img, "tag_v2", exif)  # TIFF keeps the orientation among its own tags
+    swapped = tags.get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
     return (img.height, img.width) if swapped else (img.width, img.height)
 
 
