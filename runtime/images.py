@@ -45,16 +45,21 @@ class RuntimeImage:
 
 def _cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> Image.Image:
     """Through the image's own CMYK profile to sRGB when littleCMS can, else Pillow's plain formula."""
-    if icc:
-        try:
-            from PIL import ImageCms
-
-            return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
-                                             ImageCms.createProfile("sRGB"), outputMode="RGB")
-        except (ImportError, OSError, ValueError, TypeError) as exc:  # PyCMSError is an OSError
-            warnings.warn(f"CMYK colour profile not usable ({exc}): converted to RGB without it",
-                          ClipsrWarning, stacklevel=4)
-    return img.convert("RGB")
+    if not icc:
+        return img.convert("RGB")
+    try:
+        from PIL import ImageCms
+    except ImportError:  # Pillow built without littleCMS
+        warnings.warn("CMYK colour profile ignored (Pillow has no ImageCms): converted to RGB without it",
+                      ClipsrWarning, stacklevel=4)
+        return img.convert("RGB")
+    try:
+        return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        warnings.warn(f"CMYK colour profile not usable ({exc}): converted to RGB without it",
+                      ClipsrWarning, stacklevel=4)
+        return img.convert("RGB")
 
 
 def from_pil(img: Image.Image) -> RuntimeImage:

@@ -331,3 +331,22 @@ def test_tile_the_model_cannot_take_says_which_works(tmp_path):
 
     builtin = load_manifest(default_model_dir()).lr_size
     assert f"fixed LR shape takes only that size (the built-in one: {builtin})" in help_text.replace("│ ", "")
+
+
+def test_a_null_prompt_stops_the_run_before_work(model, tmp_path):
+    folder = tmp_path / "in"
+    _png(folder / "a.png")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"image": "a.png", "prompt": null}\n')
+    result = _cli(folder, "-", "--model", model, "--prompts", prompts, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert _error_lines(result) == [f"error: prompt file {prompts}, line 1: no prompt"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_animated_gif_says_only_the_first_frame_is_used(model, tmp_path):
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ("red", "blue", "green")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    result = _cli(tmp_path / "anim.gif", "a bird", "--model", model, "--ext", "png")
+    assert result.exit_code == 0
+    assert "warning: " in result.stderr and "3 frames (animated or multi-page): only the first" in result.stderr
