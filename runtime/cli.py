@@ -91,10 +91,11 @@ def run(
     """Upscale INPUT guided by PROMPT; writes INPUT_x<scale>.<ext> next to it, or into -o."""
     if overwrite and skip_existing:
         raise OptionError("--overwrite and --skip-existing contradict each other: give one")
-    options = RunOptions(input, prompt, output, model, backend, precision, fit, tile, tile_pad, batch, threads,
-                         ext, recursive, prompts, suffix,
-                         "overwrite" if overwrite else "skip" if skip_existing else "refuse",
-                         outscale, max_output_pixels)
+    options = RunOptions(input=input, prompt=prompt, output=output, model=model, backend=backend,
+                         precision=precision, fit=fit, tile=tile, tile_pad=tile_pad, batch=batch, threads=threads,
+                         ext=ext, recursive=recursive, prompts=prompts, suffix=suffix,
+                         existing="overwrite" if overwrite else "skip" if skip_existing else "refuse",
+                         outscale=outscale, max_output_pixels=max_output_pixels)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always")

@@ -329,8 +329,12 @@ def test_tile_the_model_cannot_take_says_which_works(tmp_path):
     help_text = " ".join(CliRunner().invoke(app, ["--help"]).output.split())
     from clipsr_runtime.manifest import default_model_dir, load_manifest
 
+    from clipsr_runtime.upscaler import DEFAULT_MAX_OUTPUT_PIXELS
+
     builtin = load_manifest(default_model_dir()).lr_size
-    assert f"fixed LR shape takes only that size (the built-in one: {builtin})" in help_text.replace("│ ", "")
+    help_text = help_text.replace("│ ", "")
+    assert f"fixed LR shape takes only that size (the built-in one: {builtin})" in help_text
+    assert f"(default: {DEFAULT_MAX_OUTPUT_PIXELS} = 8192x8192)" in help_text
 
 
 def test_a_null_prompt_stops_the_run_before_work(model, tmp_path):
