@@ -147,11 +147,12 @@ class Upscaler:
             raise ValueError(f"image has no pixels ({width}x{height})")
         lr, scale = self.manifest.lr_size, self.manifest.scale
         mode = fit_mode(height, width, lr, self.fit)
-        model_size, tiles = ((lr * scale, lr * scale) if mode == "resize" else (width * scale, height * scale)), 1
-        if mode == "tile":
+        tiles = 1
+        model_size = (lr * scale, lr * scale) if mode == "resize" else (width * scale, height * scale)
+        if mode == "tile":  # an input smaller than a tile is stretched to one first
             grown_w, grown_h = max(width, self.tile), max(height, self.tile)
-            model_size, tiles = (grown_w * scale, grown_h * scale), tile_count(grown_h, grown_w, self.tile,
-                                                                                self.tile_pad)
+            model_size = (grown_w * scale, grown_h * scale)
+            tiles = tile_count(grown_h, grown_w, self.tile, self.tile_pad)
         size = (width * scale, height * scale) if self.outscale is None else \
             (max(1, int(width * self.outscale)), max(1, int(height * self.outscale)))  # as Real-ESRGAN rounds
         for what, (w, h) in (("output", size), ("the model's output before outscale", model_size)):
@@ -204,7 +205,7 @@ class Upscaler:
         elif isinstance(image, np.ndarray):
             loaded = from_array(image)
         else:
-            loaded = read_image(image, self.max_pixels)
+            loaded = read_image(image, self.max_pixels, before_decode=self.plan)
         return to_pil(self.upscale_image(loaded, prompt))
 
     def upscale_file(self, src: str | Path, dst: str | Path, prompt: str,

@@ -292,3 +292,12 @@ def test_upscale_file_refuses_from_the_header(model, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"big\.png: output would be 256x256 .* over the limit of 10,000"):
         up.upscale_file(src, tmp_path / "out.png", "a bird", on_plan=planned.append)
     assert planned == [] and not (tmp_path / "out.png").exists()
+
+
+def test_upscale_of_a_path_refuses_from_the_header(model, tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded before the size check"))
+    with pytest.raises(ValueError, match="over the limit"):
+        Upscaler(model, backend="ort-cpu", max_output_pixels=100 * 100).upscale(tmp_path / "big.png", "a bird")
