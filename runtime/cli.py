@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from clipsr_runtime.cli_errors import OneLineErrorsCommand
 from clipsr_runtime.errors import OptionError
+
+if TYPE_CHECKING:  # the upscaler imports numpy and onnxruntime: not for --help
+    from clipsr_runtime.upscaler import Plan
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Text-guided super-resolution with an exported CLIP-SR model (torch-free).")
@@ -141,7 +144,8 @@ class _Bars:
         self._progress.start()
         self._started = True
 
-    def planned(self, name: str, plan) -> None:
+    def planned(self, name: str, plan: Plan) -> None:
+        """Say the output size up front; a tile bar for an image of many tiles."""
         (w, h), (out_w, out_h) = plan.input_size, plan.size
         tiles = f", {plan.tiles:,} tiles" if plan.mode == "tile" else ""
         if self._images is None:
