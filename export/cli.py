@@ -1,8 +1,8 @@
 """`clipsr-export`: a trained model (checkpoint; the built-in demo by default) -> a model folder for the
 torch-free runtime (ONNX, FP16, TensorRT engines, model.json), checked against PyTorch.
 
-Heavy imports (torch, onnx) happen inside the command, so `--help` is instant. Every failure is one
-line on stderr and exit status 1, with nothing written.
+Heavy imports (torch, onnx) happen inside the command, so `--help` is instant. Every error is one
+line on stderr (exit status 2 for usage, 1 for failures), with nothing written.
 """
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from clipsr_runtime.cli_errors import OneLineErrorsCommand
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Export a CLIP-SR model to ONNX / FP16 / TensorRT with a model.json manifest.")
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=OneLineErrorsCommand)
 def export(
     scale: int = typer.Option(16, help="4 | 8 | 16 (LR 64/32/16 px -> 256 px); must match the checkpoint."),
     checkpoint: Optional[Path] = typer.Option(None, help="A clipsr checkpoint (default: the built-in demo)."),
@@ -34,14 +36,7 @@ def export(
     opset: int = typer.Option(18, help="ONNX opset."),
 ) -> None:
     """Write the model folder; fails (exit 1, nothing written) when ONNX and PyTorch disagree."""
-    try:
-        _export(scale, checkpoint, preset, random, out, name, precision, trt, batch_max, opset)
-    except (ValueError, OSError, RuntimeError) as exc:
-        _err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        _err.print("error: interrupted (nothing written)", markup=False)
-        raise typer.Exit(130) from None
+    _export(scale, checkpoint, preset, random, out, name, precision, trt, batch_max, opset)
 
 
 def _export(scale: int, checkpoint: Path | None, preset: str | None, random: bool, out: Path | None,

@@ -1,25 +1,62 @@
 """`clipsr-run INPUT PROMPT`: upscale an image or a folder of images with a text prompt.
 
 Heavy imports (numpy, Pillow, onnxruntime) happen inside the command, so `--help` is instant.
-Every failure is one line on stderr; a folder run reports bad files, goes on, and exits 1 at the end.
+Every error is one line on stderr (exit 2: the command line cannot work as given; 1: a failure). All
+outputs are planned before the model loads: nothing overwrites an input or another output. A folder
+run reports bad files, goes on, and exits 1 at the end. With --server the same run happens with the
+model on a Triton server: only the upscaler and the number of files in flight differ.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from clipsr_runtime.cli_errors import OneLineErrorsCommand
+from clipsr_runtime.errors import OptionError
+
+if TYPE_CHECKING:  # the upscaler imports numpy and onnxruntime: not for --help
+    from clipsr_runtime.jobs import Job
+    from clipsr_runtime.upscaler import Plan, Upscaler
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Text-guided super-resolution with an exported CLIP-SR model (torch-free).")
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 _EXTS = ("png", "jpg", "webp", "tif")
+FEW_TILES = 8  # an image of more tiles gets its own progress bar
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything one `clipsr-run` call was asked to do (the command line, parsed)."""
+
+    input: Path
+    prompt: str
+    output: Path | None = None
+    model: Path | None = None
+    backend: str = "auto"
+    precision: str = "fp32"
+    fit: str = "auto"
+    tile: int | None = None
+    tile_pad: int | None = None
+    batch: int = 4
+    threads: int | None = None
+    ext: str | None = None
+    recursive: bool = False
+    prompts: Path | None = None
+    suffix: str | None = None
+    existing: str = "refuse"  # refuse | overwrite | skip
+    outscale: float | None = None
+    max_output_pixels: int | None = None
+    server: str | None = None  # a Triton server's URL: its model runs, `threads` files in flight
 
 
 def _say(kind: str, message: str) -> None:
@@ -30,143 +67,232 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     _say("warning", str(message))
 
 
-def _image_files(folder: Path, recursive: bool, suffix: str) -> list[Path]:
-    """Files with an image extension Pillow reads; earlier outputs (stem ends with suffix) skipped."""
-    from PIL import Image
-
-    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in readable
-                  and not p.stem.endswith(suffix))
-
-
-def _load_prompts(path: Path) -> dict[str, str]:
-    """image (path relative to INPUT, or file name) -> prompt, from a .csv (image,prompt) or .jsonl."""
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        if rows and not {"image", "prompt"} <= rows[0].keys():
-            raise ValueError(f"prompt file {path}: needs the header columns 'image,prompt'")
-    elif path.suffix.lower() == ".jsonl":
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"prompt file {path}, line {number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or not {"image", "prompt"} <= row.keys():
-                raise ValueError(f"prompt file {path}, line {number}: needs keys 'image' and 'prompt'")
-            rows.append(row)
-    else:
-        raise ValueError(f"prompt file {path}: use a .csv or .jsonl file")
-    return {str(row["image"]).replace("\\", "/"): str(row["prompt"]) for row in rows}
-
-
-def _output_path(src: Path, root: Path, output: Path | None, suffix: str, ext: str | None) -> Path:
-    """Next to the input with a suffix, or under -o (a folder, or the file itself for one input)."""
-    new_name = src.stem + suffix + (f".{ext}" if ext else src.suffix)
-    if output is None:
-        return src.with_name(new_name)
-    if src == root and not output.is_dir() and output.suffix:
-        return output
-    return output / (src.relative_to(root).parent if root.is_dir() else Path()) / new_name
-
-
-@app.command()
+@app.command(cls=OneLineErrorsCommand)
 def run(
     input: Path = typer.Argument(..., help="An image file or a folder of images."),
     prompt: str = typer.Argument(..., help="Caption, e.g. 'a bird with a red crown'; '-' with --prompts."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file or folder."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Output file (one input) or folder (created if missing)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the built-in one)."),
     backend: str = typer.Option("auto", help="auto | ort | trt | ort-cpu | ort-cuda | ort-trt."),
     precision: str = typer.Option("fp32", help="fp32 | fp16 (fp16 falls back to fp32 on NaN/Inf)."),
     fit: str = typer.Option("auto", help="auto | tile | resize: inputs that are not the model's LR size."),
-    tile: Optional[int] = typer.Option(None, help="Tile side in input pixels (default: LR size)."),
-    tile_pad: Optional[int] = typer.Option(None, help="Tile overlap in input pixels (default: LR size / 4)."),
+    tile: Optional[int] = typer.Option(None, help="Tile side in input pixels (default: the model's LR size). A "
+                                                  "model exported with a fixed LR shape takes only that size "
+                                                  "(the built-in one: 16); a dynamic one any size >= 1."),
+    tile_pad: Optional[int] = typer.Option(None, help="Tile overlap in input pixels, 0..tile/2 (default: LR "
+                                                      "size / 4)."),
     batch: int = typer.Option(4, help="Tiles per generator call."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for ONNX Runtime; with --server, "
-                                                     "concurrent requests (default 8)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for ONNX Runtime; with --server, files in "
+                                                     "flight (default 8)."),
     ext: Optional[str] = typer.Option(None, help="Output format: png | jpg | webp | tif (default: input's)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     prompts: Optional[Path] = typer.Option(None, help="Per-image prompts: .csv (image,prompt) or .jsonl."),
     suffix: Optional[str] = typer.Option(None, help="Output name suffix (default: _x<scale>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist already."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep outputs that exist already "
+                                                                      "(and skip their inputs)."),
+    outscale: Optional[float] = typer.Option(None, help="Final size as a factor of the input, e.g. 4 with a "
+                                                        "16x model (default: the model's scale; Lanczos)."),
+    max_output_pixels: Optional[int] = typer.Option(None, help="Largest output in pixels, checked before "
+                                                               "decoding (default: 67108864 = 8192x8192)."),
     server: Optional[str] = typer.Option(None, help="Upscale on a Triton server: http://host:8000 or "
                                                     "grpc://host:8001 (docs/serving.md)."),
 ) -> None:
     """Upscale INPUT guided by PROMPT; writes INPUT_x<scale>.<ext> next to it, or into -o."""
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            warnings.simplefilter("always")
-            if server:
-                from clipsr_runtime.triton.client import run_remote
-
-                failed = run_remote(server, input, prompt, output, fit, tile, tile_pad, batch, threads, ext,
-                                    recursive, prompts, suffix)
-            else:
-                failed = _run(input, prompt, output, model, backend, precision, fit, tile, tile_pad, batch,
-                              threads, ext, recursive, prompts, suffix)
-    except (ValueError, OSError, RuntimeError) as exc:
-        _say("error", str(exc))
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        _say("error", "interrupted")
-        raise typer.Exit(130) from None
+    if overwrite and skip_existing:
+        raise OptionError("--overwrite and --skip-existing contradict each other: give one")
+    options = RunOptions(input=input, prompt=prompt, output=output, model=model, backend=backend,
+                         precision=precision, fit=fit, tile=tile, tile_pad=tile_pad, batch=batch, threads=threads,
+                         ext=ext, recursive=recursive, prompts=prompts, suffix=suffix,
+                         existing="overwrite" if overwrite else "skip" if skip_existing else "refuse",
+                         outscale=outscale, max_output_pixels=max_output_pixels, server=server)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always")
+        failed = _run(options)
     if failed:
         raise typer.Exit(1)
 
 
-def _run(input: Path, prompt: str, output: Path | None, model: Path | None, backend: str, precision: str,
-         fit: str, tile: int | None, tile_pad: int | None, batch: int, threads: int | None,
-         ext: str | None, recursive: bool, prompts: Path | None, suffix: str | None) -> int:
-    """Does the work; returns the number of failed images."""
-    if not input.exists():
-        raise FileNotFoundError(f"{input}: no such file or folder")
-    if ext is not None and ext.lower().lstrip(".") not in _EXTS:
-        raise ValueError(f"--ext must be one of {', '.join(_EXTS)}, got {ext!r}")
-    ext = ext.lower().lstrip(".") if ext else None
-    per_image = _load_prompts(prompts) if prompts else {}
-    if prompt == "-" and not prompts:
-        raise ValueError("PROMPT '-' needs --prompts FILE")
+def _check_choices(opts: RunOptions) -> str | None:
+    """Choices and the prompt, before any file is read; returns the normalised --ext."""
+    from clipsr_runtime.backends import BACKENDS
+    from clipsr_runtime.manifest import PRECISIONS
+    from clipsr_runtime.tiling import FITS
+
+    for flag, value, allowed in (("--backend", opts.backend, BACKENDS), ("--precision", opts.precision, PRECISIONS),
+                                 ("--fit", opts.fit, FITS)):
+        if value not in allowed:
+            raise OptionError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+    ext = opts.ext.lower().lstrip(".") if opts.ext is not None else None
+    if ext is not None and ext not in _EXTS:
+        raise OptionError(f"--ext must be one of {', '.join(_EXTS)}, got {opts.ext!r}")
+    if opts.prompt == "-" and not opts.prompts:
+        raise OptionError("PROMPT '-' needs --prompts FILE")
+    if not opts.prompt.strip():
+        raise OptionError("empty prompt: describe the image, e.g. 'a bird with a red crown'")
+    if opts.server is not None:
+        local = [flag for flag, given in (("--model", opts.model is not None), ("--backend", opts.backend != "auto"),
+                                          ("--precision", opts.precision != "fp32")) if given]
+        if local:
+            raise OptionError(f"{', '.join(local)} cannot apply with --server: the server's repository decides "
+                              "model, backend and precision")
+        if opts.threads is not None and opts.threads < 1:
+            raise OptionError(f"--threads (files in flight with --server) must be >= 1, got {opts.threads}")
+    return ext
+
+
+class _Bars:
+    """A bar over the images of a folder run and one over the tiles of an image of many tiles; rich
+    draws them on a terminal and prints their last state once elsewhere. Nothing shows until needed."""
+
+    def __init__(self, images: int | None, tile_bar: bool) -> None:
+        self._tile_bar = tile_bar  # one image's tiles at a time: not with several files in flight
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=_err)
+        self._images = None if images is None else self._progress.add_task("images", total=images)
+        self._tiles = None
+        self._started = False
+        if images is not None:
+            self._start()
+
+    def _start(self) -> None:
+        self._progress.start()
+        self._started = True
+
+    def planned(self, name: str, plan: Plan) -> None:
+        """Say the output size up front; a tile bar for an image of many tiles."""
+        (w, h), (out_w, out_h) = plan.input_size, plan.size
+        tiles = f", {plan.tiles:,} tiles" if plan.mode == "tile" else ""
+        if self._images is None:
+            _say("info", f"{name}: {w}x{h} -> {out_w}x{out_h} ({plan.mode}{tiles})")
+        else:
+            self._progress.update(self._images, description=f"{name} -> {out_w}x{out_h}")
+        if plan.tiles <= FEW_TILES or not self._tile_bar:
+            if self._tiles is not None:
+                self._progress.update(self._tiles, visible=False)
+            return
+        if self._tiles is None:
+            self._tiles = self._progress.add_task("tiles", total=plan.tiles)
+        else:
+            self._progress.reset(self._tiles, total=plan.tiles, visible=True)
+        if not self._started:
+            self._start()
+
+    def tiles_done(self, count: int) -> None:
+        if self._tiles is not None:
+            self._progress.advance(self._tiles, count)
+
+    def image_done(self) -> None:
+        if self._images is not None:
+            self._progress.advance(self._images)
+
+    def close(self) -> None:
+        if self._started:
+            self._progress.stop()
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """Where a run's model runs: its scale names the outputs, `open()` gives the upscaler once every
+    output is planned, and `in_flight` files are upscaled at once."""
+
+    scale: int
+    open: Callable[[], Upscaler]
+    in_flight: int
+
+
+def _fitting(opts: RunOptions) -> dict[str, object]:
+    """The upscaler options a local model and a server share: fitting, batching, output size."""
+    fitting: dict[str, object] = dict(fit=opts.fit, tile=opts.tile, tile_pad=opts.tile_pad, batch=opts.batch,
+                                      outscale=opts.outscale)
+    if opts.max_output_pixels is not None:
+        fitting["max_output_pixels"] = opts.max_output_pixels
+    return fitting
+
+
+def _local(opts: RunOptions) -> _Engine:
+    """The model folder's scale from its manifest; the networks load only when opened. One file at a
+    time: ONNX Runtime spreads each over the threads."""
+    from clipsr_runtime.manifest import default_model_dir, load_manifest
     from clipsr_runtime.upscaler import Upscaler
 
-    upscaler = Upscaler(model, backend=backend, precision=precision, fit=fit, tile=tile, tile_pad=tile_pad,
-                        batch=batch, threads=threads)
-    if prompt != "-":
-        upscaler.encode_prompt(prompt)  # an empty prompt is one error, not one per image
-    suffix = f"_x{upscaler.manifest.scale}" if suffix is None else suffix
-    _say("info", f"model {upscaler.manifest.name} ({upscaler.manifest.root}), backend "
-                 f"{upscaler.backend.name}, {upscaler.backend.precision}")
-    sources = _image_files(input, recursive, suffix) if input.is_dir() else [input]
-    if input.is_dir() and output is not None:
-        output.mkdir(parents=True, exist_ok=True)
+    model_dir = opts.model if opts.model is not None else default_model_dir()
+    return _Engine(load_manifest(model_dir).scale,
+                   lambda: Upscaler(model_dir, backend=opts.backend, precision=opts.precision, threads=opts.threads,
+                                    **_fitting(opts)),
+                   1)
+
+
+def _remote(opts: RunOptions) -> _Engine:
+    """The server is asked for its model's scale; several files in flight let it batch them."""
+    from clipsr_runtime.triton.client import DEFAULT_IN_FLIGHT, RemoteUpscaler
+
+    upscaler = RemoteUpscaler(opts.server, **_fitting(opts))
+    return _Engine(upscaler.manifest.scale, lambda: upscaler, opts.threads or DEFAULT_IN_FLIGHT)
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _each(work: Callable[[_T], _R], items: Iterable[_T], in_flight: int) -> Iterator[_R]:
+    """work(item) for every item, `in_flight` at a time, results in order. One at a time runs on this
+    thread, so Ctrl-C stops it at once; on a pool, Ctrl-C cancels the items not started."""
+    if in_flight == 1:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        yield from pool.map(work, items)
+
+
+def _run(opts: RunOptions) -> int:
+    """Does the work; returns the number of failed images."""
+    ext = _check_choices(opts)
+    from clipsr_runtime.jobs import plan_jobs
+    from clipsr_runtime.prompt_files import load_prompts
+
+    per_image = load_prompts(opts.prompts) if opts.prompts else {}
+    engine = _remote(opts) if opts.server is not None else _local(opts)
+    suffix = f"_x{engine.scale}" if opts.suffix is None else opts.suffix
+    jobs, skipped = plan_jobs(opts.input, opts.output, suffix, ext, opts.recursive, opts.existing)
+    upscaler = engine.open()
+    if opts.prompt != "-":
+        upscaler.encode_prompt(opts.prompt)  # an unusable prompt is one error, not one per image
+    _say("info", f"model {upscaler.manifest.name} ({upscaler.manifest.root}), {upscaler.runs_on}")
+    if skipped:
+        _say("info", f"{len(skipped)} output(s) exist already, kept (--skip-existing)")
+    folder = opts.input.is_dir()
+    bars = _Bars(len(jobs) if folder else None, tile_bar=min(engine.in_flight, len(jobs)) == 1)
+
+    def upscale(job: Job) -> bool:
+        """One image; a failure is said here (as it happens) and the run goes on."""
+        try:
+            text = per_image.get(job.rel, per_image.get(job.src.name, opts.prompt))
+            if text == "-":
+                raise ValueError(f"{job.src}: no prompt for it in {opts.prompts}")
+            job.dst.parent.mkdir(parents=True, exist_ok=True)
+            upscaler.upscale_file(job.src, job.dst, text, on_plan=lambda plan: bars.planned(job.rel, plan),
+                                  progress=bars.tiles_done)
+        except (ValueError, OSError, RuntimeError) as exc:
+            _say("error", str(exc) if str(job.src) in str(exc) else f"{job.src}: {exc}")
+            return False
+        return True
+
     written = failed = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=_err, disable=not input.is_dir()) as progress:
-        task = progress.add_task("upscaling", total=len(sources))
-        for src in sources:
-            try:
-                rel = src.relative_to(input).as_posix() if input.is_dir() else src.name
-                text = per_image.get(rel, per_image.get(src.name, prompt))
-                if text == "-":
-                    raise ValueError(f"{src}: no prompt for it in {prompts}")
-                dst = _output_path(src, input, output, suffix, ext)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                upscaler.upscale_file(src, dst, text)
-                written += 1
-                if not input.is_dir():
-                    print(dst)
-            except (ValueError, OSError, RuntimeError) as exc:
-                failed += 1
-                _say("error", str(exc) if str(src) in str(exc) else f"{src}: {exc}")
-            progress.advance(task)
+    try:
+        for job, ok in zip(jobs, _each(upscale, jobs, engine.in_flight)):
+            written, failed = written + ok, failed + (not ok)
+            if ok and not folder:
+                print(job.dst)
+            bars.image_done()
+    finally:
+        bars.close()
     info = upscaler.prompt_cache_info()
-    _say("done", f"{written} written, {failed} failed, {info.misses} prompt(s) encoded "
-                 f"({upscaler.backend.name}, {upscaler.backend.precision})")
+    kept = f", {len(skipped)} kept" if skipped else ""
+    _say("done", f"{written} written, {failed} failed{kept}, {info.misses} prompt(s) encoded "
+                 f"({upscaler.runs_on})")
     return failed
 
 

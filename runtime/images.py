@@ -1,20 +1,23 @@
 """Image I/O for the runtime: Pillow in, float RGB in [-1,1] (+ alpha) out, and back, atomically.
 
 Keeps what the user expects to get back: grayscale stays grayscale, alpha survives (upscaled
-separately), 16-bit grayscale stays 16-bit, the ICC profile is carried over.
+separately), 16-bit grayscale stays 16-bit, an RGB or gray ICC profile is carried over (a CMYK one is
+converted through, since the output is RGB).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from clipsr_runtime.notices import ClipsrWarning
 
@@ -24,6 +27,7 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _GRAY_MODES = ("1", "L", "LA", "La") + _SIXTEEN_BIT
 _NO_ALPHA_FORMATS = ("JPEG", "BMP")
 _SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")
+_FLOAT_SLACK = 1e-3  # rounding overshoot a float pipeline may leave around [0, 1]
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -39,10 +43,33 @@ class RuntimeImage:
     icc_profile: bytes | None = None
 
 
+def _cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """Through the image's own CMYK profile to sRGB when littleCMS can, else Pillow's plain formula."""
+    if not icc:
+        return img.convert("RGB")
+    try:
+        from PIL import ImageCms
+    except ImportError:  # Pillow built without littleCMS
+        warnings.warn("CMYK colour profile ignored (Pillow has no ImageCms): converted to RGB without it",
+                      ClipsrWarning, stacklevel=4)
+        return img.convert("RGB")
+    try:
+        return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        warnings.warn(f"CMYK colour profile not usable ({exc}): converted to RGB without it",
+                      ClipsrWarning, stacklevel=4)
+        return img.convert("RGB")
+
+
 def from_pil(img: Image.Image) -> RuntimeImage:
     """Convert any Pillow mode to a RuntimeImage (EXIF orientation applied)."""
+    if img.width < 1 or img.height < 1:
+        raise ValueError(f"image has no pixels ({img.width}x{img.height})")
     img = ImageOps.exif_transpose(img)
     icc = img.info.get("icc_profile")
+    if img.mode == "CMYK":  # the output is RGB: a CMYK profile would mislabel it
+        img, icc = _cmyk_to_rgb(img, icc), None
     if img.mode in _SIXTEEN_BIT:
         gray = np.clip(np.asarray(img, dtype=np.float32), 0, 65535) / 65535.0
         return RuntimeImage(np.repeat(gray[..., None] * 2 - 1, 3, axis=2), None, 16, True, icc)
@@ -59,11 +86,18 @@ def from_array(arr: np.ndarray) -> RuntimeImage:
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         raise ValueError(f"image array must be (H,W), (H,W,3) or (H,W,4), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"image array is empty (shape {arr.shape})")
     if arr.dtype == np.uint8:
         depth, unit = 8, arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
         depth, unit = 16, arr.astype(np.float32) / 65535.0
     elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError("image array has NaN or infinite values")
+        low, high = float(arr.min()), float(arr.max())
+        if low < -_FLOAT_SLACK or high > 1 + _FLOAT_SLACK:  # e.g. 0..255 floats: all white once clipped
+            raise ValueError(f"float image arrays must be in [0, 1], got [{low:g}, {high:g}]")
         depth, unit = 8, np.clip(arr.astype(np.float32), 0.0, 1.0)
     else:
         raise ValueError(f"image array dtype {arr.dtype} is not supported (uint8, uint16 or float)")
@@ -74,8 +108,24 @@ def from_array(arr: np.ndarray) -> RuntimeImage:
     return RuntimeImage(rgb * 2 - 1, alpha, depth, gray)
 
 
-def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> RuntimeImage:
-    """Read an image file; missing, corrupt, non-image or oversized files raise one clear error."""
+def oriented_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) once the EXIF orientation is applied, from the header only (`getexif()` would
+    decode a PNG to look for a late eXIf chunk)."""
+    exif = Image.Exif()
+    if img.info.get("exif"):
+        exif.load(img.info["exif"])
+    tags = getattr(img, "tag_v2", exif)  # TIFF keeps the orientation among its own tags
+    swapped = tags.get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    return (img.height, img.width) if swapped else (img.width, img.height)
+
+
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS,
+               before_decode: Callable[[int, int], object] | None = None) -> RuntimeImage:
+    """Read an image file; missing, corrupt, non-image or oversized files raise one clear error.
+
+    Pillow opens lazily: the size limits and `before_decode(width, height)` (the caller's own checks,
+    e.g. the output size) run on the header, before the pixels are decoded.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -86,8 +136,17 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Runtim
                 if img.width * img.height > max_pixels:
                     raise ValueError(f"{path}: {img.width}x{img.height} pixels exceeds the limit of "
                                      f"{max_pixels} (decompression bomb?)")
+                if before_decode is not None:
+                    try:
+                        before_decode(*oriented_size(img))
+                    except ValueError as exc:
+                        raise ValueError(f"{path}: {exc}") from None
+                frames = getattr(img, "n_frames", 1)
                 img.load()
-                return from_pil(img)
+        if frames > 1:
+            warnings.warn(f"{path}: {frames} frames (animated or multi-page): only the first is upscaled",
+                          ClipsrWarning, stacklevel=2)
+        return from_pil(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ValueError(f"{path}: too many pixels (decompression bomb?): {exc}") from exc
     except UnidentifiedImageError as exc:

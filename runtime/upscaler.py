@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,14 +13,38 @@ import numpy as np
 from PIL import Image
 
 from clipsr_runtime.backends import Backend, create_backend
+from clipsr_runtime.errors import OptionError
 from clipsr_runtime.images import (DEFAULT_MAX_PIXELS, RuntimeImage, from_array, from_pil, read_image,
                                    to_pil, write_image)
 from clipsr_runtime.manifest import PRECISIONS, default_model_dir, load_manifest, verify_files
 from clipsr_runtime.notices import ClipsrWarning
-from clipsr_runtime.tiling import fit_mode, resize_float, upscale_tiled
+from clipsr_runtime.tiling import FITS, fit_mode, max_tile_pad, resize_float, tile_count, upscale_tiled
 from clipsr_runtime.tokenizer import Tokenizer
 
 DEFAULT_MAX_OUTPUT_PIXELS = 1 << 26  # 8192 x 8192
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What upscaling a width x height input takes, known from the file header before decoding."""
+
+    input_size: tuple[int, int]  # (width, height), EXIF orientation applied
+    mode: str                    # direct | resize | tile
+    model_size: tuple[int, int]  # (width, height) the model's output covers, before any outscale
+    size: tuple[int, int]        # (width, height) of the result
+    tiles: int                   # generator inputs: 1 unless tiled
+
+
+def check_fitting(fit: str, batch: int, outscale: float | None, max_output_pixels: int) -> None:
+    """The fitting options that need no model, refused before one loads (or a server is asked)."""
+    if fit not in FITS:
+        raise OptionError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    if batch < 1:
+        raise OptionError(f"batch must be >= 1, got {batch}")
+    if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
+        raise OptionError(f"outscale must be a positive number, got {outscale}")
+    if max_output_pixels < 1:
+        raise OptionError(f"max_output_pixels must be >= 1, got {max_output_pixels}")
 
 
 def _degenerate(x: np.ndarray) -> bool:
@@ -31,27 +58,25 @@ class Upscaler:
     `backend`: auto | ort | trt | ort-cpu | ort-cuda | ort-trt (`self.backend.name` says which ran).
     `fit`: auto (LR size direct, smaller resized, larger tiled) | tile | resize.
     `tile` / `tile_pad`: tile side in LR pixels (default: the model's LR size) and tile overlap.
+    `outscale`: final size as a factor of the input (default: the model's scale), resized with Lanczos.
+    `max_output_pixels`: the result, and the model's output before `outscale`, may not be larger.
     """
 
     def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", precision: str = "fp32",
                  fit: str = "auto", tile: int | None = None, tile_pad: int | None = None, batch: int = 4,
                  threads: int | None = None, cache_size: int = 128, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS, verify: bool = True) -> None:
+                 max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS, verify: bool = True,
+                 outscale: float | None = None) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if batch < 1:
-            raise ValueError(f"batch must be >= 1, got {batch}")
+            raise OptionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_fitting(fit, batch, outscale, max_output_pixels)
         self.manifest = m = load_manifest(model_dir if model_dir is not None else default_model_dir())
         self._verify = verify
         self._check_files(precision)
         tok = m.tokenizer
         self.tokenizer = Tokenizer(m.path(tok["vocab"]), int(tok.get("context_length", 77)),
                                    tok.get("sot_token"), tok.get("eot_token"))
-        self.fit, self.max_pixels, self.max_output_pixels = fit, max_pixels, max_output_pixels
-        self.tile = self._check_tile(tile or m.lr_size)
-        self.tile_pad = m.lr_size // 4 if tile_pad is None else tile_pad
-        fixed_batch = m.generator.inputs["lr"]["shape"][0]
-        self.batch = min(batch, fixed_batch) if isinstance(fixed_batch, int) else batch
+        self._fit_images(fit, tile, tile_pad, batch, outscale, max_pixels, max_output_pixels)
         self._backend_args = dict(backend=backend, threads=threads, max_batch=self.batch, tile=self.tile)
         self.backend: Backend = create_backend(m, precision=precision, **self._backend_args)
         self._tokens = lru_cache(maxsize=cache_size)(self.tokenizer)  # warns once per long prompt
@@ -65,14 +90,35 @@ class Upscaler:
         if self._verify:
             verify_files(m, [m.tokenizer["vocab"], m.text_encoder.files[precision], m.generator.files[precision]])
 
-    def _check_tile(self, tile: int) -> int:
-        """A generator with a fixed LR shape takes exactly that tile; a dynamic one any tile."""
-        h, w = self.manifest.generator.inputs["lr"]["shape"][2:]
-        if isinstance(h, int) and isinstance(w, int) and (tile, tile) != (h, w):
-            raise ValueError(f"this model's generator takes {h}x{w} LR tiles, not {tile}")
+    def _fixed_lr_shape(self) -> tuple[object, object, object]:
+        """(batch, height, width) of the generator's LR input: an int is fixed, anything else free."""
+        batch, _, height, width = self.manifest.generator.inputs["lr"]["shape"]
+        return batch, height, width
+
+    def _fit_images(self, fit: str, tile: int | None, tile_pad: int | None, batch: int, outscale: float | None,
+                    max_pixels: int, max_output_pixels: int) -> None:
+        """How images meet the model's LR size, once `self.manifest` is known; an upscaler whose model
+        runs elsewhere shares it by telling `_fixed_lr_shape`."""
+        self.fit, self.outscale = fit, outscale
+        self.max_pixels, self.max_output_pixels = max_pixels, max_output_pixels
+        fixed_batch, h, w = self._fixed_lr_shape()
+        tile = self.manifest.lr_size if tile is None else tile
         if tile < 1:
-            raise ValueError(f"tile must be >= 1, got {tile}")
-        return tile
+            raise OptionError(f"tile must be >= 1, got {tile}")
+        if isinstance(h, int) and isinstance(w, int) and (tile, tile) != (h, w):
+            raise OptionError(f"this model's generator takes {h}x{w} LR tiles, not {tile}: the only tile size "
+                              f"that works is {h} (the default)")
+        self.tile = tile
+        self.tile_pad = min(self.manifest.lr_size // 4, max_tile_pad(tile)) if tile_pad is None else tile_pad
+        if not 0 <= self.tile_pad <= max_tile_pad(tile):
+            raise OptionError(f"tile_pad must be in [0, {max_tile_pad(tile)}] for {tile} px tiles, got "
+                              f"{self.tile_pad}: more overlap computes each pixel over four times")
+        self.batch = min(batch, fixed_batch) if isinstance(fixed_batch, int) else batch
+
+    @property
+    def runs_on(self) -> str:
+        """Where the networks run, for messages (the precision may change on an fp16 fallback)."""
+        return f"backend {self.backend.name}, {self.backend.precision}"
 
     # --- inference with the FP16 safety net ------------------------------------------------------
 
@@ -112,33 +158,58 @@ class Upscaler:
 
     # --- images ----------------------------------------------------------------------------------
 
-    def upscale_rgb(self, rgb: np.ndarray, emb: np.ndarray) -> np.ndarray:
-        """(H,W,3) in [-1,1] -> (H*s,W*s,3): direct, resized or tiled as `fit` decides."""
-        height, width = rgb.shape[:2]
+    def plan(self, width: int, height: int) -> Plan:
+        """Mode, sizes and tile count for an input; over the output pixel limit -> a clear error."""
+        if width < 1 or height < 1:
+            raise ValueError(f"image has no pixels ({width}x{height})")
         lr, scale = self.manifest.lr_size, self.manifest.scale
-        out_size = (height * scale, width * scale)
-        if out_size[0] * out_size[1] > self.max_output_pixels:
-            raise ValueError(f"output would be {out_size[1]}x{out_size[0]} pixels, over the limit of "
-                             f"{self.max_output_pixels}: use a smaller image or --fit resize")
         mode = fit_mode(height, width, lr, self.fit)
-        if mode == "direct":
-            return self._generate(rgb.transpose(2, 0, 1)[None], emb)[0].transpose(1, 2, 0)
-        if mode == "resize":
+        tiles = 1
+        model_size = (lr * scale, lr * scale) if mode == "resize" else (width * scale, height * scale)
+        if mode == "tile":  # an input smaller than a tile is stretched to one first
+            grown_w, grown_h = max(width, self.tile), max(height, self.tile)
+            model_size = (grown_w * scale, grown_h * scale)
+            tiles = tile_count(grown_h, grown_w, self.tile, self.tile_pad)
+        size = (width * scale, height * scale) if self.outscale is None else \
+            (max(1, int(width * self.outscale)), max(1, int(height * self.outscale)))  # as Real-ESRGAN rounds
+        for what, (w, h) in (("output", size), ("the model's output before outscale", model_size)):
+            if w * h > self.max_output_pixels:
+                raise ValueError(f"{what} would be {w}x{h} ({w * h:,} pixels), over the limit of "
+                                 f"{self.max_output_pixels:,}: use a smaller image, a smaller outscale or "
+                                 "--fit resize, or raise the limit")
+        return Plan((width, height), mode, model_size, size, tiles)
+
+    def _final(self, sr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The model's output at the result's (h, w): Lanczos for an outscale, as Real-ESRGAN does."""
+        resample = Image.Resampling.BICUBIC if self.outscale is None else Image.Resampling.LANCZOS
+        return np.clip(resize_float(sr, size, resample), -1, 1)
+
+    def upscale_rgb(self, rgb: np.ndarray, emb: np.ndarray,
+                    progress: Callable[[int], object] | None = None) -> np.ndarray:
+        """(H,W,3) in [-1,1] -> the plan's size: direct, resized or tiled as `fit` decides.
+        `progress(n)` hears of each batch of n tiles done."""
+        height, width = rgb.shape[:2]
+        plan = self.plan(width, height)
+        lr, scale, final = self.manifest.lr_size, self.manifest.scale, plan.size[::-1]
+        if plan.mode == "direct":
+            return self._final(self._generate(rgb.transpose(2, 0, 1)[None], emb)[0].transpose(1, 2, 0), final)
+        if plan.mode == "resize":
             warnings.warn(f"input {width}x{height} resized to the model's {lr}x{lr} (output resized to "
-                          f"{out_size[1]}x{out_size[0]})", ClipsrWarning, stacklevel=2)
+                          f"{final[1]}x{final[0]})", ClipsrWarning, stacklevel=2)
             sr = self._generate(resize_float(rgb, (lr, lr)).transpose(2, 0, 1)[None], emb)[0]
-            return np.clip(resize_float(sr.transpose(1, 2, 0), out_size), -1, 1)
+            return np.clip(resize_float(sr.transpose(1, 2, 0), final), -1, 1)
         grown = (max(height, self.tile), max(width, self.tile))
         if grown != (height, width):
             warnings.warn(f"input {width}x{height} stretched to {grown[1]}x{grown[0]} to fit {self.tile} px "
                           "tiles", ClipsrWarning, stacklevel=2)
         sr = upscale_tiled(resize_float(rgb, grown), lambda b: self._generate(b, emb), self.tile,
-                           self.tile_pad, scale, self.batch)
-        return np.clip(resize_float(sr, out_size), -1, 1)
+                           self.tile_pad, scale, self.batch, progress)
+        return self._final(sr, final)
 
-    def upscale_image(self, image: RuntimeImage, prompt: str) -> RuntimeImage:
+    def upscale_image(self, image: RuntimeImage, prompt: str,
+                      progress: Callable[[int], object] | None = None) -> RuntimeImage:
         emb = self.encode_prompt(prompt)  # an empty prompt fails before any image work
-        sr = self.upscale_rgb(image.rgb, emb)
+        sr = self.upscale_rgb(image.rgb, emb, progress)
         alpha = None
         if image.alpha is not None:  # alpha is not the model's business: bicubic
             alpha = np.clip(resize_float(image.alpha, sr.shape[:2]), 0, 1)
@@ -151,10 +222,18 @@ class Upscaler:
         elif isinstance(image, np.ndarray):
             loaded = from_array(image)
         else:
-            loaded = read_image(image, self.max_pixels)
+            loaded = read_image(image, self.max_pixels, before_decode=self.plan)
         return to_pil(self.upscale_image(loaded, prompt))
 
-    def upscale_file(self, src: str | Path, dst: str | Path, prompt: str) -> Path:
-        """Read `src`, upscale, write `dst` atomically in the input's mode family."""
-        loaded = read_image(src, self.max_pixels)
-        return write_image(to_pil(self.upscale_image(loaded, prompt)), dst, loaded.icc_profile)
+    def upscale_file(self, src: str | Path, dst: str | Path, prompt: str,
+                     on_plan: Callable[[Plan], object] | None = None,
+                     progress: Callable[[int], object] | None = None) -> Path:
+        """Read `src`, upscale, write `dst` atomically in the input's mode family. The plan is made
+        from the header, so an output over the limit is refused before decoding; `on_plan` sees it."""
+        def check(width: int, height: int) -> None:
+            plan = self.plan(width, height)
+            if on_plan is not None:
+                on_plan(plan)
+
+        loaded = read_image(src, self.max_pixels, before_decode=check)
+        return write_image(to_pil(self.upscale_image(loaded, prompt, progress)), dst, loaded.icc_profile)

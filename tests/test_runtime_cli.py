@@ -118,16 +118,25 @@ def test_single_file_to_named_output(model, tmp_path):
     assert Image.open(tmp_path / "big.webp").size == (96, 160)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["{src}", "   ", "--model", "{model}"], "empty prompt"),
-    (["{tmp}/missing.png", "a bird", "--model", "{model}"], "missing.png: no such file"),
-    (["{src}", "a bird", "--model", "{tmp}/nomodel"], "has no model.json"),
-    (["{src}", "a bird", "--model", "{model}", "--backend", "trt"], "backend 'trt' is not available"),
-    (["{src}", "a bird", "--model", "{model}", "--ext", "gif"], "--ext must be one of"),
-    (["{src}", "-", "--model", "{model}"], "needs --prompts"),
-    (["{src}", "a bird", "--model", "{model}", "--precision", "fp8"], "precision must be one of"),
+@pytest.mark.parametrize("args,message,status", [
+    (["{src}", "   ", "--model", "{model}"], "empty prompt", 2),
+    (["{tmp}/missing.png", "a bird", "--model", "{model}"], "missing.png: no such file", 2),
+    (["{src}", "a bird", "--model", "{tmp}/nomodel"], "has no model.json", 1),
+    (["{src}", "a bird", "--model", "{model}", "--backend", "trt"], "backend 'trt' is not available", 1),
+    (["{src}", "a bird", "--model", "{model}", "--ext", "gif"], "--ext must be one of", 2),
+    (["{src}", "-", "--model", "{model}"], "needs --prompts", 2),
+    (["{src}", "a bird", "--model", "{model}", "--precision", "fp8"], "precision must be one of", 2),
+    (["{src}", "a bird", "--model", "{model}", "--fit", "bogus"], "--fit must be one of", 2),
+    (["{src}", "a bird", "--model", "{model}", "--backend", "cuda"], "--backend must be one of", 2),
+    (["{src}", "a bird", "--model", "{model}", "--batch", "0"], "batch must be >= 1", 2),
+    (["{src}", "a bird", "--model", "{model}", "--batch", "many"], "Invalid value for '--batch'", 2),
+    (["{src}", "a bird", "--model", "{model}", "--outscale", "0"], "outscale must be a positive", 2),
+    (["{src}", "a bird", "--model", "{model}", "--outscale", "nan"], "outscale must be a positive", 2),
+    (["{src}", "a bird", "--model", "{model}", "--no-such-flag"], "No such option", 2),
+    (["{src}"], "Missing argument 'prompt'", 2),
+    (["{src}", "a bird", "--model", "{model}", "--overwrite", "--skip-existing"], "contradict", 2),
 ])
-def test_errors_are_one_line(model, tmp_path, args, message):
+def test_errors_are_one_line(model, tmp_path, args, message, status):
     pytest.importorskip("onnxruntime")
     if "trt" in args:
         from clipsr_runtime.backends.tensorrt import unavailable_reason
@@ -136,8 +145,9 @@ def test_errors_are_one_line(model, tmp_path, args, message):
             pytest.skip("TensorRT is available here")
     src = _png(tmp_path / "in.png")
     result = _cli(*[a.format(src=src, model=model, tmp=tmp_path) for a in args])
-    assert result.exit_code == 1
+    assert result.exit_code == status
     assert len(_error_lines(result)) == 1 and message in _error_lines(result)[0]
+    assert "Usage:" not in result.stderr and "╭" not in result.stderr  # no click/rich error box
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]  # nothing written
 
 
@@ -153,7 +163,7 @@ def test_tampered_model_is_refused(tmp_path):
 def test_unwritable_output_leaves_no_partial_file(model, tmp_path):
     src = _png(tmp_path / "in.png")
     (tmp_path / "out" / "in_x4.png").mkdir(parents=True)  # a folder where the output file should go
-    result = _cli(src, "a bird", "--model", model, "-o", tmp_path / "out")
+    result = _cli(src, "a bird", "--model", model, "-o", tmp_path / "out", "--overwrite")
     assert result.exit_code == 1 and "cannot write" in _error_lines(result)[0]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["in_x4.png"]  # no temp file left
     blocker = tmp_path / "blocked"
@@ -161,3 +171,186 @@ def test_unwritable_output_leaves_no_partial_file(model, tmp_path):
     result = _cli(src, "a bird", "--model", model, "-o", blocker / "o.png")
     assert result.exit_code == 1 and len(_error_lines(result)) == 1
     assert blocker.read_text().startswith("a file") and not list(tmp_path.glob("**/*.part"))
+
+
+# --- outputs never destroy inputs or each other ----------------------------------------------------
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("how", [["-o", "{src}"], ["--suffix", ""], ["--suffix", "", "--overwrite"],
+                                 ["-o", "{tmp}/./in.png"]])
+def test_output_equal_to_the_input_is_refused(model, tmp_path, how):
+    src = _png(tmp_path / "in.png")
+    before = _snapshot(tmp_path)
+    result = _cli(src, "a bird", "--model", model, *[a.format(src=src, tmp=tmp_path) for a in how])
+    assert result.exit_code == 2
+    assert len(_error_lines(result)) == 1 and "would be overwritten by its own output" in result.stderr
+    assert _snapshot(tmp_path) == before
+
+
+def test_empty_suffix_on_a_folder_is_refused_not_a_silent_no_op(model, tmp_path):
+    folder = tmp_path / "in"
+    _png(folder / "a.png")
+    _png(folder / "b.tif", seed=1)
+    before = _snapshot(folder)
+    result = _cli(folder, "a bird", "--model", model, "--suffix", "")
+    assert result.exit_code == 2 and "would be overwritten by its own output" in _error_lines(result)[0]
+    result = _cli(folder, "a bird", "--model", model, "--suffix", "", "--ext", "png")  # b.tif -> b.png: fine,
+    assert result.exit_code == 2 and "a.png would be overwritten" in _error_lines(result)[0]  # a.png: not
+    assert _snapshot(folder) == before
+    result = _cli(folder, "a bird", "--model", model, "--suffix", "", "-o", tmp_path / "out")
+    assert result.exit_code == 0 and sorted(_snapshot(tmp_path / "out")) == ["a.png", "b.tif"]
+
+
+def test_a_folder_with_nothing_to_do_is_an_error(model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _cli(tmp_path / "empty", "a bird", "--model", model)
+    assert result.exit_code == 1 and "no images to upscale" in _error_lines(result)[0]
+    _png(tmp_path / "done" / "a_x4.png")  # only earlier outputs
+    result = _cli(tmp_path / "done", "a bird", "--model", model)
+    assert result.exit_code == 1 and "1 skipped: their names end with '_x4'" in _error_lines(result)[0]
+
+
+def test_two_inputs_mapping_to_one_output_are_refused_before_work(model, tmp_path):
+    folder = tmp_path / "in"
+    _png(folder / "a.png")
+    _png(folder / "a.tif", seed=1)
+    result = _cli(folder, "a bird", "--model", model, "--ext", "png", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert len(_error_lines(result)) == 1 and "would both be written to" in result.stderr
+    assert "a.png" in result.stderr and "a.tif" in result.stderr
+    assert not (tmp_path / "out").exists() and "done:" not in result.stderr
+
+
+def test_existing_outputs_need_a_choice(model, tmp_path):
+    folder = tmp_path / "in"
+    _png(folder / "a.png")
+    _png(folder / "b.png", seed=1)
+    out = tmp_path / "out"
+    assert _cli(folder, "a bird", "--model", model, "-o", out).exit_code == 0
+    (out / "a_x4.png").write_bytes(b"kept by the user")
+    (out / "b_x4.png").unlink()
+    again = _cli(folder, "a bird", "--model", model, "-o", out)
+    assert again.exit_code == 2 and len(_error_lines(again)) == 1
+    assert f"{out / 'a_x4.png'} exists" in again.stderr
+    assert "--overwrite" in again.stderr and "--skip-existing" in again.stderr
+    assert sorted(_snapshot(out)) == ["a_x4.png"]  # b was not written either: refused before work
+    skip = _cli(folder, "a bird", "--model", model, "-o", out, "--skip-existing")
+    assert skip.exit_code == 0 and "1 written, 0 failed, 1 kept" in skip.stderr
+    assert (out / "a_x4.png").read_bytes() == b"kept by the user" and (out / "b_x4.png").is_file()
+    replace = _cli(folder, "a bird", "--model", model, "-o", out, "--overwrite")
+    assert replace.exit_code == 0 and "2 written" in replace.stderr
+    assert Image.open(out / "a_x4.png").size == (64, 64)
+
+
+def test_folder_input_with_a_file_name_output_is_refused(model, tmp_path):
+    folder = tmp_path / "in"
+    _png(folder / "a.png")
+    result = _cli(folder, "a bird", "--model", model, "-o", tmp_path / "x.png")
+    assert result.exit_code == 2 and "looks like an image file name" in _error_lines(result)[0]
+    assert not (tmp_path / "x.png").exists()
+    (tmp_path / "f.txt").write_text("a file")
+    result = _cli(folder, "a bird", "--model", model, "-o", tmp_path / "f.txt")
+    assert result.exit_code == 2 and "needs an output folder" in _error_lines(result)[0]
+
+
+def test_output_name_and_ext_must_agree(model, tmp_path):
+    src = _png(tmp_path / "in.png")
+    result = _cli(src, "a bird", "--model", model, "-o", tmp_path / "out.webp", "--ext", "png")
+    assert result.exit_code == 2 and "is a WEBP file name but --ext png asks for PNG" in _error_lines(result)[0]
+    assert not (tmp_path / "out.webp").exists()
+    result = _cli(src, "a bird", "--model", model, "-o", tmp_path / "out.xyz")
+    assert result.exit_code == 2 and "cannot write images with extension '.xyz'" in _error_lines(result)[0]
+    result = _cli(src, "a bird", "--model", model, "-o", tmp_path / "out.jpeg", "--ext", "jpg")
+    assert result.exit_code == 0 and Image.open(tmp_path / "out.jpeg").format == "JPEG"
+
+
+# --- refuse before spending ------------------------------------------------------------------------
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height, with no pixel data: decoding it would fail."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("fit", ["auto", "tile", "resize"])
+def test_output_size_is_checked_from_the_header_before_decoding(model, tmp_path, fit):
+    src = _png_header_only(tmp_path / "huge.png", 9000, 9000)  # 36000x36000 output at x4
+    result = _cli(src, "a bird", "--model", model, "--fit", fit)
+    assert result.exit_code == 1
+    error = _error_lines(result)[0]
+    assert "output would be 36000x36000" in error and "over the limit" in error  # not "corrupt": never decoded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.png"]
+
+
+def test_outscale_and_output_pixel_limit(model, tmp_path):
+    src = _png(tmp_path / "in.png", size=(24, 40))
+    result = _cli(src, "a bird", "--model", model, "--outscale", "2.5")
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(tmp_path / "in_x4.png").size == (100, 60)
+    assert "info: in.png: 40x24 -> 100x60 (tile, 6 tiles)" in result.stderr  # said before the work
+    limited = _cli(src, "a bird", "--model", model, "--max-output-pixels", "5000", "-o", tmp_path / "o.png")
+    assert limited.exit_code == 1 and "output would be 160x96 (15,360 pixels)" in _error_lines(limited)[0]
+    working = _cli(src, "a bird", "--model", model, "--outscale", "1", "--max-output-pixels", "5000",
+                   "-o", tmp_path / "o.png")
+    assert working.exit_code == 1 and "the model's output before outscale" in _error_lines(working)[0]
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_tile_progress_bar_for_images_of_many_tiles(model, tmp_path):
+    many = _cli(_png(tmp_path / "big.png", size=(64, 64)), "a bird", "--model", model)
+    assert many.exit_code == 0 and "25/25" in many.stderr and "tiles" in many.stderr
+    few = _cli(_png(tmp_path / "small.png", size=(16, 40)), "a bird", "--model", model)
+    assert few.exit_code == 0 and "(tile, 3 tiles)" in few.stderr and "━" not in few.stderr
+    assert "" not in few.stderr.splitlines()  # no empty bar either
+
+
+def test_tile_pad_making_too_many_tiles_is_refused(model, tmp_path):
+    src = _png(tmp_path / "in.png", size=(64, 64))
+    result = _cli(src, "a bird", "--model", model, "--tile-pad", "15")
+    assert result.exit_code == 2
+    assert "tile_pad must be in [0, 8] for 16 px tiles, got 15" in _error_lines(result)[0]
+    assert "over four times" in result.stderr
+
+
+def test_tile_the_model_cannot_take_says_which_works(tmp_path):
+    fixed = make_model_dir(tmp_path / "fixed", dynamic=False)
+    result = _cli(_png(tmp_path / "in.png"), "a bird", "--model", fixed, "--tile", "32")
+    assert result.exit_code == 2 and "the only tile size that works is 16" in _error_lines(result)[0]
+    help_text = " ".join(CliRunner().invoke(app, ["--help"]).output.split())
+    from clipsr_runtime.manifest import default_model_dir, load_manifest
+
+    from clipsr_runtime.upscaler import DEFAULT_MAX_OUTPUT_PIXELS
+
+    builtin = load_manifest(default_model_dir()).lr_size
+    help_text = help_text.replace("│ ", "")
+    assert f"fixed LR shape takes only that size (the built-in one: {builtin})" in help_text
+    assert f"(default: {DEFAULT_MAX_OUTPUT_PIXELS} = 8192x8192)" in help_text
+
+
+def test_a_null_prompt_stops_the_run_before_work(model, tmp_path):
+    folder = tmp_path / "in"
+    _png(folder / "a.png")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"image": "a.png", "prompt": null}\n')
+    result = _cli(folder, "-", "--model", model, "--prompts", prompts, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert _error_lines(result) == [f"error: prompt file {prompts}, line 1: no prompt"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_animated_gif_says_only_the_first_frame_is_used(model, tmp_path):
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ("red", "blue", "green")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    result = _cli(tmp_path / "anim.gif", "a bird", "--model", model, "--ext", "png")
+    assert result.exit_code == 0
+    assert "warning: " in result.stderr and "3 frames (animated or multi-page): only the first" in result.stderr

@@ -169,3 +169,102 @@ def test_write_permissions_follow_umask(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# --- odd inputs: CMYK, arrays, animation, header-only checks ---------------------------------------
+
+def _cmyk_jpeg(path, icc: bytes | None = None):
+    cmyk = Image.fromarray(_rgb(16, 16)).convert("CMYK")
+    cmyk.save(path, "JPEG", quality=95, **({"icc_profile": icc} if icc else {}))
+    return cmyk
+
+
+def test_cmyk_jpeg_becomes_rgb_without_its_cmyk_profile(tmp_path):
+    _cmyk_jpeg(tmp_path / "plain.jpg")
+    plain = read_image(tmp_path / "plain.jpg")
+    assert plain.icc_profile is None and plain.rgb.shape == (16, 16, 3) and not plain.grayscale
+    expected = np.asarray(Image.open(tmp_path / "plain.jpg").convert("RGB"), np.float32) / 255 * 2 - 1
+    np.testing.assert_allclose(plain.rgb, expected, atol=1e-6)
+
+
+def test_cmyk_with_an_unusable_profile_warns_and_drops_it(tmp_path):
+    ImageCms = pytest.importorskip("PIL.ImageCms")
+    rgb_profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # wrong colour space
+    _cmyk_jpeg(tmp_path / "tagged.jpg", icc=rgb_profile)
+    assert Image.open(tmp_path / "tagged.jpg").info.get("icc_profile") == rgb_profile
+    with pytest.warns(UserWarning, match="CMYK colour profile not usable"):
+        loaded = read_image(tmp_path / "tagged.jpg")
+    assert loaded.icc_profile is None
+    out = write_image(to_pil(loaded), tmp_path / "out.png", loaded.icc_profile)
+    assert Image.open(out).mode == "RGB" and "icc_profile" not in Image.open(out).info
+
+
+def test_cmyk_profile_is_applied_when_littlecms_can(tmp_path, monkeypatch):
+    ImageCms = pytest.importorskip("PIL.ImageCms")
+    calls = []
+
+    def convert(img, src, dst, outputMode):
+        calls.append((img.mode, outputMode))
+        return Image.new("RGB", img.size, (10, 20, 30))
+
+    monkeypatch.setattr(ImageCms, "profileToProfile", convert)
+    monkeypatch.setattr(ImageCms, "ImageCmsProfile", lambda data: data)
+    _cmyk_jpeg(tmp_path / "tagged.jpg", icc=b"a cmyk profile")
+    loaded = read_image(tmp_path / "tagged.jpg")
+    assert calls == [("CMYK", "RGB")] and loaded.icc_profile is None
+    np.testing.assert_allclose(loaded.rgb[0, 0], np.array([10, 20, 30]) / 255 * 2 - 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("arr, message", [
+    (np.full((8, 8, 3), np.nan, np.float32), "NaN or infinite"),
+    (np.array([[0.5, np.inf]] * 4, np.float64), "NaN or infinite"),
+    (np.zeros((0, 5, 3), np.uint8), "empty"),
+    (np.zeros((4, 0), np.float32), "empty"),
+    (np.zeros((0, 0, 4), np.uint16), "empty"),
+    (np.full((4, 4, 3), 255.0, np.float32), r"must be in \[0, 1\], got \[255, 255\]"),
+    (np.full((4, 4), -0.5, np.float32), r"must be in \[0, 1\]"),
+    (np.zeros((4, 4, 3), bool), "dtype bool is not supported"),
+])
+def test_bad_arrays_are_refused(arr, message):
+    with pytest.raises(ValueError, match=message):
+        from_array(arr)
+
+
+def test_float_rounding_overshoot_is_accepted():
+    image = from_array(np.full((4, 4, 3), 1.0004, np.float32))
+    assert image.rgb.max() == pytest.approx(1.0)
+
+
+def test_empty_pil_image_is_refused():
+    from clipsr_runtime.images import from_pil
+
+    with pytest.raises(ValueError, match="no pixels"):
+        from_pil(Image.new("RGB", (0, 4)))
+
+
+def test_animated_gif_warns_first_frame_only(tmp_path):
+    frames = [Image.new("RGB", (6, 4), colour) for colour in ("red", "green", "blue", "white")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="4 frames .* only the first is upscaled"):
+        read_image(tmp_path / "a.gif")
+    Image.new("RGB", (6, 4)).save(tmp_path / "still.gif")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "still.gif")
+
+
+def test_before_decode_sees_the_oriented_header_size(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: a 20x12 file is a 12x20 image
+    Image.fromarray(_rgb(12, 20)).save(tmp_path / "r.jpg", exif=exif.tobytes())
+    seen = []
+    image = read_image(tmp_path / "r.jpg", before_decode=lambda w, h: seen.append((w, h)))
+    assert seen == [(12, 20)] and image.rgb.shape[:2] == (20, 12)
+
+    def refuse(w, h):
+        raise ValueError("too big for me")
+
+    with pytest.raises(ValueError, match=r"r\.jpg: too big for me"):
+        read_image(tmp_path / "r.jpg", before_decode=refuse)

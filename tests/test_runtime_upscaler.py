@@ -215,3 +215,89 @@ def test_output_pixel_limit(model):
 def test_empty_prompt_fails_before_work(upscaler):
     with pytest.raises(ValueError, match="empty prompt"):
         upscaler.upscale(np.zeros((16, 16, 3), np.uint8), "  ")
+
+
+# --- input validation, outscale, limits, tile progress ---------------------------------------------
+
+def test_nan_and_empty_arrays_are_refused_before_work(upscaler):
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        upscaler.upscale(np.full((16, 16, 3), np.nan, np.float32), "a bird")
+    with pytest.raises(ValueError, match="empty"):
+        upscaler.upscale(np.zeros((0, 16, 3), np.uint8), "a bird")
+
+
+def test_outscale_resizes_the_model_output_with_lanczos(model):
+    from clipsr_runtime.tiling import resize_float
+
+    arr = np.random.default_rng(3).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    native = Upscaler(model, backend="ort-cpu")
+    emb = native.encode_prompt("a bird")
+    full = native.upscale_rgb(arr.astype(np.float32) / 255 * 2 - 1, emb)
+    scaled = Upscaler(model, backend="ort-cpu", outscale=2.5)
+    assert scaled.plan(40, 24).size == (100, 60)  # int(size * outscale), as Real-ESRGAN does
+    out = scaled.upscale_rgb(arr.astype(np.float32) / 255 * 2 - 1, emb)
+    expected = np.clip(resize_float(full, (60, 100), Image.Resampling.LANCZOS), -1, 1)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert scaled.upscale(arr, "a bird").size == (100, 60)
+    assert Upscaler(model, backend="ort-cpu", outscale=0.1).upscale(arr, "a bird").size == (4, 2)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"outscale": 0}, "outscale must be a positive number"),
+    ({"outscale": float("inf")}, "outscale must be a positive number"),
+    ({"max_output_pixels": 0}, "max_output_pixels must be >= 1"),
+    ({"tile_pad": 9}, r"tile_pad must be in \[0, 8\] for 16 px tiles, got 9"),
+    ({"tile": 4, "tile_pad": 3}, r"tile_pad must be in \[0, 2\] for 4 px tiles"),
+    ({"tile": 0}, "tile must be >= 1"),
+    ({"fit": "crop"}, "fit must be one of"),
+])
+def test_bad_options_are_option_errors(model, kwargs, message):
+    from clipsr_runtime.errors import OptionError
+
+    with pytest.raises(OptionError, match=message):
+        Upscaler(model, backend="ort-cpu", **kwargs)
+
+
+def test_default_tile_pad_fits_a_small_tile(model):
+    assert Upscaler(model, backend="ort-cpu", tile=4).tile_pad == 2  # LR size / 4 would be 4: too much
+    assert Upscaler(model, backend="ort-cpu").tile_pad == 4
+
+
+def test_plan_says_mode_sizes_and_tiles(model):
+    up = Upscaler(model, backend="ort-cpu")
+    assert up.plan(16, 16).mode == "direct" and up.plan(16, 16).tiles == 1
+    tiled = up.plan(64, 64)
+    assert (tiled.mode, tiled.size, tiled.tiles) == ("tile", (256, 256), 25)
+    resized = Upscaler(model, backend="ort-cpu", fit="resize").plan(64, 32)
+    assert (resized.mode, resized.model_size, resized.size) == ("resize", (64, 64), (256, 128))
+    with pytest.raises(ValueError, match="no pixels"):
+        up.plan(0, 5)
+
+
+def test_tile_progress_hears_every_tile(model):
+    up = Upscaler(model, backend="ort-cpu", batch=3)
+    done = []
+    up.upscale_rgb(np.zeros((64, 64, 3), np.float32), up.encode_prompt("a bird"), progress=done.append)
+    assert sum(done) == up.plan(64, 64).tiles == 25 and max(done) == 3
+
+
+def test_upscale_file_refuses_from_the_header(model, tmp_path, monkeypatch):
+    src = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(src)
+    planned = []
+    up = Upscaler(model, backend="ort-cpu", max_output_pixels=100 * 100)
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded before the size check"))
+    with pytest.raises(ValueError, match=r"big\.png: output would be 256x256 .* over the limit of 10,000"):
+        up.upscale_file(src, tmp_path / "out.png", "a bird", on_plan=planned.append)
+    assert planned == [] and not (tmp_path / "out.png").exists()
+
+
+def test_upscale_of_a_path_refuses_from_the_header(model, tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded before the size check"))
+    with pytest.raises(ValueError, match="over the limit"):
+        Upscaler(model, backend="ort-cpu", max_output_pixels=100 * 100).upscale(tmp_path / "big.png", "a bird")

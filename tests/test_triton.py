@@ -190,17 +190,54 @@ def test_server_outputs_equal_local_run(server, local_outputs, scheme):
 
 def test_client_errors_are_one_line(server, tmp_path):
     src = _png(tmp_path / "in.png")
-    for args, message in [
-        ([src, "   ", "--server", server.grpc_url], "empty prompt"),
-        ([src, "a bird", "--server", server.http_url, "--tile", "8"], "takes 16x16 LR tiles"),
-        ([src, "a bird", "--server", "ftp://127.0.0.1:1"], "--server must look like"),
-        ([src, "a bird", "--server", server.http_url, "--threads", "0"], "must be >= 1"),
-        ([src, "a bird", "--server", f"http://127.0.0.1:{local_server.free_ports(1)[0]}"], "cannot reach"),
+    for args, message, status in [
+        ([src, "   ", "--server", server.grpc_url], "empty prompt", 2),
+        ([src, "a bird", "--server", server.http_url, "--tile", "8"], "takes 16x16 LR tiles", 2),
+        ([src, "a bird", "--server", server.http_url, "--tile-pad", "9"], "tile_pad must be in [0, 8]", 2),
+        ([src, "a bird", "--server", "ftp://127.0.0.1:1"], "--server must look like", 2),
+        ([src, "a bird", "--server", server.http_url, "--threads", "0"], "must be >= 1", 2),
+        ([src, "a bird", "--server", server.http_url, "--model", MODEL], "--model cannot apply with --server", 2),
+        ([src, "a bird", "--server", server.http_url, "--precision", "fp16"], "--precision cannot apply", 2),
+        ([src, "a bird", "--server", server.http_url, "-o", src], "overwritten by its own output", 2),
+        ([src, "a bird", "--server", f"http://127.0.0.1:{local_server.free_ports(1)[0]}"], "cannot reach", 1),
+        ([src, "a bird", "--server", server.http_url, "--max-output-pixels", "1000"], "over the limit", 1),
     ]:
         result = _run(*args)
         errors = _errors(result)
-        assert result.exit_code == 1 and len(errors) == 1 and message in errors[0], result.stderr
+        assert result.exit_code == status and len(errors) == 1 and message in errors[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]  # nothing written
+
+
+def test_server_run_plans_outputs_and_reads_prompts_as_a_local_run(server, tmp_path):
+    """Existing outputs, collisions and prompt files: the same planning and reader as a local run."""
+    folder = tmp_path / "in"
+    _png(folder / "a.png", seed=1)
+    _png(folder / "b.png", seed=2)
+    out = tmp_path / "out"
+    (out / "a_x16.png").parent.mkdir()
+    (out / "a_x16.png").write_bytes(b"kept by the user")
+    refused = _run(folder, "a bird", "--server", server.http_url, "-o", out)
+    assert refused.exit_code == 2 and f"{out / 'a_x16.png'} exists" in _errors(refused)[0]
+    assert sorted(p.name for p in out.iterdir()) == ["a_x16.png"]  # b was not written either
+    kept = _run(folder, "a bird", "--server", server.grpc_url, "-o", out, "--skip-existing")
+    assert kept.exit_code == 0 and "1 written, 0 failed, 1 kept" in kept.stderr
+    assert (out / "a_x16.png").read_bytes() == b"kept by the user"
+    assert Image.open(out / "b_x16.png").size == (256, 256)
+    _png(folder / "a.tif", seed=3)
+    collide = _run(folder, "a bird", "--server", server.http_url, "--ext", "png", "-o", tmp_path / "other")
+    assert collide.exit_code == 2 and "would both be written to" in _errors(collide)[0]
+    assert not (tmp_path / "other").exists()
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"image": "a.png", "prompt": 3}\n')
+    strict = _run(folder, "-", "--server", server.http_url, "--prompts", prompts, "-o", tmp_path / "other")
+    assert strict.exit_code == 1
+    assert _errors(strict) == [f"error: prompt file {prompts}, line 1: prompt must be text, got int 3"]
+    replaced = _run(folder / "a.png", "a bird", "--server", server.http_url, "-o", out, "--overwrite",
+                    "--outscale", "2")
+    assert replaced.exit_code == 0 and replaced.stdout.strip() == str(out / "a_x16.png")
+    assert "info: a.png: 16x16 -> 32x32 (direct)" in replaced.stderr
+    assert Image.open(out / "a_x16.png").size == (32, 32)
+    assert not (tmp_path / "other").exists()
 
 
 def _request(http, prompt, image, prompt_type="BYTES", image_type="UINT8"):

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from clipsr_runtime.cli_errors import OneLineErrorsCommand
 
 from .common import run_app
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-@app.command()
+@app.command(cls=OneLineErrorsCommand)
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="a clipsr checkpoint (.safetensors)"),
     dataset: str = typer.Option("synthbirds", help="synthbirds, cub, coco, celeba or jsonl"),

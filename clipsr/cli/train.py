@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from clipsr_runtime.cli_errors import OneLineErrorsCommand
+from clipsr_runtime.errors import OptionError
 
 from ..train_config import TrainConfig, parse_assignments
 from .common import run_app
@@ -13,7 +15,7 @@ from .common import run_app
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-@app.command()
+@app.command(cls=OneLineErrorsCommand)
 def train(
     stage: str = typer.Option("sr", help="sr: CLIP-SR; clip: contrastive pre-training of the preset's CLIP"),
     preset: str = typer.Option("tiny", help="model preset: tiny, synthbirds (tiny + the text palette of the demo) or paper-b32"),
@@ -43,9 +45,9 @@ def train(
 ) -> None:
     """Train; writes checkpoint.safetensors, train_state.safetensors, configs and metrics.jsonl to --out."""
     if stage not in ("sr", "clip"):
-        raise ValueError(f"--stage must be sr or clip, got {stage!r}")
+        raise OptionError(f"--stage must be sr or clip, got {stage!r}")
     if amp not in ("off", "bf16", "fp16"):
-        raise ValueError(f"--amp must be off, bf16 or fp16, got {amp!r}")
+        raise OptionError(f"--amp must be off, bf16 or fp16, got {amp!r}")
     cfg = TrainConfig(
         stage=stage, preset=preset, scale=scale, model=parse_assignments(set_), init=str(init) if init else None,
         dataset=dataset,

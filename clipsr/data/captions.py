@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from pathlib import Path
 
 
@@ -28,9 +29,12 @@ def read_name_pickle(path: Path) -> list[str]:
     """A DF-GAN style `filenames.pickle` (a list of str, possibly Python 2 bytes), loaded safely."""
     if not path.is_file():
         raise FileNotFoundError(f"split list not found: {path}")
+    data = path.read_bytes()
     try:
-        names = _PlainUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        for _ in pickletools.genops(data):  # a length that claims more bytes than the file holds fails
+            pass                            # here, before the unpickler would allocate it
+        names = _PlainUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, MemoryError) as error:
         raise ValueError(f"{path} is not a plain pickled list of names: {error}") from error
     if not isinstance(names, (list, tuple)):
         raise ValueError(f"{path} holds a {type(names).__name__}, expected a list of names")

@@ -10,12 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clipsr_runtime.cli_errors import OneLineErrorsGroup
+
 from clipsr.synthbirds.export import export_jsonl
 from clipsr.synthbirds.measure import part_colour_survival
 from clipsr.synthbirds.render import DESCRIBED_PARTS
 from clipsr.synthbirds.sheet import contact_sheet
 
-app = typer.Typer(add_completion=False, help="SynthBirds: procedural captioned birds for text-guided SR.")
+app = typer.Typer(add_completion=False, cls=OneLineErrorsGroup, help="SynthBirds: procedural captioned birds for text-guided SR.")
 
 
 @contextmanager

@@ -2,32 +2,32 @@
 
 `RemoteUpscaler` is an `Upscaler` whose networks are the server's `clipsr` ensemble: reading files,
 fitting (resize or tiles), alpha, grayscale, 16-bit and atomic writes stay local and identical to a
-local run; only LR-size uint8 tiles and the prompt go over the wire. Files are sent concurrently.
+local run; only LR-size uint8 tiles and the prompt go over the wire. `clipsr-run` plans and loops as
+for a local run, with DEFAULT_IN_FLIGHT files sent at once so the server can batch them.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 
+from clipsr_runtime.errors import OptionError
 from clipsr_runtime.images import DEFAULT_MAX_PIXELS
 from clipsr_runtime.triton.configs import ENSEMBLE, TOKENIZER
-from clipsr_runtime.upscaler import DEFAULT_MAX_OUTPUT_PIXELS, Upscaler
+from clipsr_runtime.upscaler import DEFAULT_MAX_OUTPUT_PIXELS, Upscaler, check_fitting
 
-DEFAULT_WORKERS = 8
+DEFAULT_IN_FLIGHT = 8
 
 
 def parse_url(url: str) -> tuple[str, str]:
     """(protocol, host:port): grpc://host:port is gRPC; http://, or no scheme, is HTTP."""
     parsed = urlparse(url if "://" in url else f"http://{url}")
     if parsed.scheme not in ("http", "grpc") or not parsed.netloc:
-        raise ValueError(f"--server must look like http://host:8000 or grpc://host:8001, got {url!r}")
+        raise OptionError(f"--server must look like http://host:8000 or grpc://host:8001, got {url!r}")
     return parsed.scheme, parsed.netloc
 
 
@@ -52,6 +52,8 @@ def _message(exc: Exception) -> str:
 class RemoteModel:
     """What the client needs of the served model (read from the ensemble's config)."""
 
+    name: str
+    root: str  # the server's URL, where a local model names its folder
     lr_size: int
     scale: int
     max_batch: int
@@ -62,23 +64,26 @@ class RemoteUpscaler(Upscaler):
 
     def __init__(self, url: str, fit: str = "auto", tile: int | None = None, tile_pad: int | None = None,
                  batch: int = 4, cache_size: int = 128, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS, timeout: float = 60.0) -> None:
-        if batch < 1:
-            raise ValueError(f"batch must be >= 1, got {batch}")
+                 max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS, outscale: float | None = None,
+                 timeout: float = 60.0) -> None:
+        check_fitting(fit, batch, outscale, max_output_pixels)
         self.url = url
         self.protocol, self._address = parse_url(url)
         self._tritonclient = _client_module(self.protocol)
         self._local = threading.local()  # tritonclient's HTTP client is not thread-safe: one per thread
         self._timeout = timeout
         self.manifest = self._read_model()
-        self.fit, self.max_pixels, self.max_output_pixels = fit, max_pixels, max_output_pixels
-        self.tile = tile or self.manifest.lr_size
-        if self.tile != self.manifest.lr_size:
-            raise ValueError(f"the server's model takes {self.manifest.lr_size}x{self.manifest.lr_size} LR "
-                             f"tiles, not {self.tile}")
-        self.tile_pad = self.manifest.lr_size // 4 if tile_pad is None else tile_pad
-        self.batch = min(batch, self.manifest.max_batch)
+        self._fit_images(fit, tile, tile_pad, batch, outscale, max_pixels, max_output_pixels)
         self._embed = lru_cache(maxsize=cache_size)(self._check_prompt)
+
+    def _fixed_lr_shape(self) -> tuple[object, object, object]:
+        """The ensemble takes square LR-size tiles, up to its max_batch_size at once."""
+        m = self.manifest
+        return m.max_batch, m.lr_size, m.lr_size
+
+    @property
+    def runs_on(self) -> str:
+        return f"triton {self.protocol}"
 
     @property
     def client(self):
@@ -109,7 +114,7 @@ class RemoteUpscaler(Upscaler):
         if height != width or height < 1:
             raise RuntimeError(f"model '{ENSEMBLE}' at {self.url} takes {dims['IMAGE']} images; this client "
                                "needs a fixed square LR size")
-        return RemoteModel(height, out_h // height, max_batch)
+        return RemoteModel(ENSEMBLE, self.url, height, out_h // height, max_batch)
 
     def _infer(self, model: str, prompts: list[str], image: np.ndarray | None = None) -> np.ndarray:
         """PROMPT (+ IMAGE) to `model`; its error comes back as one ValueError naming the server."""
@@ -144,61 +149,3 @@ class RemoteUpscaler(Upscaler):
         image = np.round((np.clip(lr, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
         sr = self._infer(ENSEMBLE, [prompt] * len(lr), np.ascontiguousarray(image))
         return sr.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
-
-
-def run_remote(server: str, input: Path, prompt: str, output: Path | None, fit: str, tile: int | None,
-               tile_pad: int | None, batch: int, workers: int | None, ext: str | None, recursive: bool,
-               prompts: Path | None, suffix: str | None) -> int:
-    """`clipsr-run --server`: a local run's inputs, outputs and messages; files sent concurrently."""
-    from clipsr_runtime import cli
-
-    if not input.exists():
-        raise FileNotFoundError(f"{input}: no such file or folder")
-    if ext is not None and ext.lower().lstrip(".") not in cli._EXTS:
-        raise ValueError(f"--ext must be one of {', '.join(cli._EXTS)}, got {ext!r}")
-    ext = ext.lower().lstrip(".") if ext else None
-    per_image = cli._load_prompts(prompts) if prompts else {}
-    if prompt == "-" and not prompts:
-        raise ValueError("PROMPT '-' needs --prompts FILE")
-    if workers is not None and workers < 1:
-        raise ValueError(f"--threads (files in flight with --server) must be >= 1, got {workers}")
-    upscaler = RemoteUpscaler(server, fit=fit, tile=tile, tile_pad=tile_pad, batch=batch)
-    if prompt != "-":
-        upscaler.encode_prompt(prompt)
-    suffix = f"_x{upscaler.manifest.scale}" if suffix is None else suffix
-    cli._say("info", f"server {server} ({upscaler.protocol}), model '{ENSEMBLE}' "
-                     f"{upscaler.manifest.lr_size} px -> x{upscaler.manifest.scale}")
-    sources = cli._image_files(input, recursive, suffix) if input.is_dir() else [input]
-    if input.is_dir() and output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-    outcome = {"written": 0, "failed": 0}
-    lock = threading.Lock()
-
-    def one(src: Path) -> None:  # warnings go through the CLI's process-wide one-line printer
-        try:
-            rel = src.relative_to(input).as_posix() if input.is_dir() else src.name
-            text = per_image.get(rel, per_image.get(src.name, prompt))
-            if text == "-":
-                raise ValueError(f"{src}: no prompt for it in {prompts}")
-            dst = cli._output_path(src, input, output, suffix, ext)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            upscaler.upscale_file(src, dst, text)
-            key = "written"
-            if not input.is_dir():
-                print(dst)
-        except (ValueError, OSError, RuntimeError) as exc:
-            key = "failed"
-            cli._say("error", str(exc) if str(src) in str(exc) else f"{src}: {exc}")
-        with lock:
-            outcome[key] += 1
-
-    with cli.Progress(cli.TextColumn("{task.description}"), cli.BarColumn(), cli.MofNCompleteColumn(),
-                      cli.TimeRemainingColumn(), console=cli._err, disable=not input.is_dir()) as progress:
-        task = progress.add_task("upscaling", total=len(sources))
-        with ThreadPoolExecutor(max_workers=workers or DEFAULT_WORKERS) as pool:
-            for _ in pool.map(one, sources):
-                progress.advance(task)
-    info = upscaler.prompt_cache_info()
-    cli._say("done", f"{outcome['written']} written, {outcome['failed']} failed, {info.misses} prompt(s) "
-                     f"encoded (triton {upscaler.protocol}, {server})")
-    return outcome["failed"]
