@@ -106,19 +106,21 @@ def test_clipsr_triton_writes_the_repository_and_prints_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no temporary folder left
 
 
-@pytest.mark.parametrize("args,message", [
-    (["{model}", "{tmp}/repo", "--platform", "tensorrt"], "no text_encoder TensorRT engine"),
-    (["{model}", "{tmp}/repo", "--platform", "onnx"], "platform must be one of"),
-    (["{model}", "{tmp}/repo", "--platform", "python", "--ort-trt", "fp16"], "ONNX Runtime backend option"),
-    (["{model}", "{tmp}/repo", "--max-batch", "0"], "must be >= 1"),
-    (["{tmp}/nomodel", "{tmp}/repo"], "has no model.json"),
-    (["{model}", "{tmp}/taken"], "already exists"),
+@pytest.mark.parametrize("args,message,status", [
+    (["{model}", "{tmp}/repo", "--platform", "tensorrt"], "no text_encoder TensorRT engine", 1),
+    (["{model}", "{tmp}/repo", "--platform", "onnx"], "platform must be one of", 2),
+    (["{model}", "{tmp}/repo", "--platform", "python", "--ort-trt", "fp16"], "ONNX Runtime backend option", 2),
+    (["{model}", "{tmp}/repo", "--max-batch", "0"], "must be >= 1", 2),
+    (["{model}", "{tmp}/repo", "--max-batch", "many"], "Invalid value for '--max-batch'", 2),
+    (["{tmp}/nomodel", "{tmp}/repo"], "has no model.json", 1),
+    (["{model}", "{tmp}/taken"], "already exists", 1),
 ])
-def test_clipsr_triton_errors_are_one_line(tmp_path, args, message):
+def test_clipsr_triton_errors_are_one_line(tmp_path, args, message, status):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
     result = CliRunner().invoke(triton_app, [a.format(model=MODEL, tmp=tmp_path) for a in args])
-    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.exit_code == status and "Traceback" not in result.stderr
+    assert "Usage:" not in result.stderr and "╭" not in result.stderr  # no click/rich error box
     assert result.stderr.count("error:") == 1 and message in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no repository, no temporary folder
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+
+from clipsr_runtime.cli_errors import OneLineErrorsCommand
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Write a Triton Inference Server model repository from a clipsr model folder.")
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=OneLineErrorsCommand)
 def triton(
     model: Path = typer.Argument(..., metavar="MODEL_FOLDER", help="Model folder (written by clipsr-export; has model.json)."),
     out: Path = typer.Argument(..., metavar="DIR", help="New folder for the repository (must not exist or be empty)."),
@@ -36,15 +36,10 @@ def triton(
     from clipsr_runtime.triton.configs import ServeOptions
     from clipsr_runtime.triton.repository import write_repository
 
-    try:
-        opts = ServeOptions(platform=platform, precision=precision, max_batch=max_batch,
-                            queue_delay_us=queue_delay_us, instances=instances, gpu=gpu, ort_trt=ort_trt,
-                            runtime_backend=runtime_backend, threads=threads)
-        written = write_repository(model, out, opts)
-    except (ValueError, OSError) as exc:
-        _err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1) from None
-    print(written)
+    opts = ServeOptions(platform=platform, precision=precision, max_batch=max_batch,
+                        queue_delay_us=queue_delay_us, instances=instances, gpu=gpu, ort_trt=ort_trt,
+                        runtime_backend=runtime_backend, threads=threads)
+    print(write_repository(model, out, opts))
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from clipsr_runtime.errors import OptionError
 from clipsr_runtime.manifest import Manifest
 from clipsr_runtime.triton.pbtxt import Enum, parameters
 
@@ -43,14 +44,15 @@ class ServeOptions:
     max_pixels: int = 1 << 22
 
     def check(self) -> None:
+        """Values that cannot work are usage errors (exit 2), found before anything is written."""
         if self.platform not in PLATFORMS:
-            raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}, got {self.platform!r}")
+            raise OptionError(f"platform must be one of {', '.join(PLATFORMS)}, got {self.platform!r}")
         if self.max_batch < 1 or self.instances < 1 or self.queue_delay_us < 0:
-            raise ValueError("max batch and instances must be >= 1, the queue delay >= 0")
+            raise OptionError("max batch and instances must be >= 1, the queue delay >= 0")
         if self.ort_trt not in (None, "fp32", "fp16"):
-            raise ValueError(f"the TensorRT accelerator precision must be fp32 or fp16, got {self.ort_trt!r}")
+            raise OptionError(f"the TensorRT accelerator precision must be fp32 or fp16, got {self.ort_trt!r}")
         if self.ort_trt and self.platform != "onnxruntime":
-            raise ValueError("the TensorRT execution accelerator is an ONNX Runtime backend option: "
+            raise OptionError("the TensorRT execution accelerator is an ONNX Runtime backend option: "
                              "use it with --platform onnxruntime")
 
 
