@@ -42,8 +42,9 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
                                "--batch-size", "16", "--clip-lr", "1e-3", "--log-every", "50", "--data-opt",
                                "twins=true", "--data-opt", "attributes=true", "--attribute-loss", "1")),
         Stage("clip-report", synthbirds + ("clip-report", str(clip), "-o", str(out / "clip_report.json"))),
+        # part-choice loss 0.1: at 1 it takes capacity from the image far from any part (MODEL_CARD.md)
         Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr")) + sr
-              + ("--data-opt", "part_labels=true"), resumable=True),
+              + ("--data-opt", "part_labels=true", "--part-loss", "0.1"), resumable=True),
         Stage("sr-no-text", train + ("--preset", "tiny", "--out", str(out / "sr_notext")) + sr
               + ("--set", "generator.use_text=false"), resumable=True),
         Stage("proof", synthbirds + ("proof", str(out / "sr" / "checkpoint.safetensors"), "--no-text",
