@@ -135,7 +135,7 @@ def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="fold
            workers: int = typer.Option(-1, help="data-loading workers (-1: 0 on CPU, 4 on CUDA; on a GPU give "
                                                 "most CPU cores: rendering birds bounds the step rate)"),
            only: list[str] = typer.Option([], help="run only these stages (clip, clip-report, sr, sr-no-text, proof)"),
-           clip_steps: int = typer.Option(1500), sr_steps: int = typer.Option(2000),
+           clip_steps: int = typer.Option(1500), sr_steps: int = typer.Option(1500),
            dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing")) -> None:
     """Train the built-in demo from nothing: CLIP stage, its report, SR stage, no-text variant, proof. Stages
     already done are skipped and an interrupted SR stage resumes, so the recipe can run in parts."""

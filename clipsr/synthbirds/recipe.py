@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLIP_STEPS = 1500
-SR_STEPS = 2000
+SR_STEPS = 1500
 # glibc's malloc hands large activation buffers back to the kernel after every step and faults them in again
 CPU_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
