@@ -29,12 +29,14 @@ def test_stages_run_in_order_once_and_an_sr_run_folder_resumes(tmp_path, monkeyp
     (tmp_path / "sr_notext" / "train_config.json").write_text("{}")  # an interrupted no-text run
     recipe.run_recipe(tmp_path)
     assert [c[c.index("--out") + 1] if "--out" in c else c[3] for c in calls] == [
-        str(tmp_path / "clip"), "clip-report", str(tmp_path / "sr"), str(tmp_path / "sr_notext"), "proof"]
-    assert "--resume" not in calls[2] and calls[3][-1] == "--resume"
-    assert "part_labels=true" in calls[2] and "generator.use_text=false" in calls[3]
+        str(tmp_path / "clip"), "clip-report", str(tmp_path / "sr"), "fit-palette", str(tmp_path / "sr_notext"),
+        "proof"]
+    assert "--resume" not in calls[2] and calls[4][-1] == "--resume"
+    assert "part_labels=true" in calls[2] and "generator.use_text=false" in calls[4]
+    assert calls[5][4] == str(tmp_path / "demo.safetensors"), "the proof measures the fitted model"
     assert calls[2][calls[2].index("--preset") + 1] == "synthbirds"
     recipe.run_recipe(tmp_path)
-    assert len(calls) == 5, "every stage is marked done"
+    assert len(calls) == 6, "every stage is marked done"
 
 
 def test_a_failed_stage_stops_the_recipe_and_runs_again_next_time(tmp_path, monkeypatch):
@@ -52,7 +54,7 @@ def test_the_gpu_recipe_uses_bf16_and_workers():
 
 def test_cli_dry_run_and_bad_arguments(tmp_path):
     result = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--dry-run", "--sr-steps", "7"])
-    assert result.exit_code == 0 and result.output.count("\n[") == 4 and "--steps 7" in result.output
+    assert result.exit_code == 0 and result.output.count("\n[") == 5 and "--steps 7" in result.output
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"
     bad = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--only", "sr-stage"])
     assert bad.exit_code == 2 and "unknown stage 'sr-stage'" in bad.output

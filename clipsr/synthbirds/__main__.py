@@ -129,12 +129,30 @@ def proof(checkpoint: Path, out: Path = typer.Option(Path("runs/proof"), "--out"
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
 
 
+@app.command("fit-palette")
+def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write"),
+                steps: int = typer.Option(1000, help="steps of all captions of 64 train birds each")) -> None:
+    """Teach a trained checkpoint's text palette to read colours from captions alone (text only, no images)."""
+    from clipsr.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+    from clipsr.synthbirds.palette_text import fit_palette_text
+
+    with _one_line_errors():
+        if steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {steps}")
+        model = load_checkpoint(checkpoint)
+        losses = fit_palette_text(model, steps=steps)
+        step = read_metadata(checkpoint).get("step", "?")
+        save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
+    typer.echo(f"palette colour L1 {losses['colour']:.3f}, named BCE {losses['named']:.4f}; wrote {out}")
+
+
 @app.command()
 def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder of every stage's output"),
            device: str = typer.Option("cpu", help="cpu or cuda"),
            workers: int = typer.Option(-1, help="data-loading workers (-1: 0 on CPU, 4 on CUDA; on a GPU give "
                                                 "most CPU cores: rendering birds bounds the step rate)"),
-           only: list[str] = typer.Option([], help="run only these stages (clip, clip-report, sr, sr-no-text, proof)"),
+           only: list[str] = typer.Option([], help="run only these stages (clip, clip-report, sr, palette-text, sr-no-text, "
+                                                     "proof)"),
            clip_steps: int = typer.Option(1500), sr_steps: int = typer.Option(1500),
            dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing")) -> None:
     """Train the built-in demo from nothing: CLIP stage, its report, SR stage, no-text variant, proof. Stages

@@ -1,4 +1,5 @@
-"""The built-in demo's whole training recipe as data: CLIP stage, its report, SR stage, no-text variant, proof.
+"""The built-in demo's whole training recipe as data: CLIP stage, its report, SR stage, the palette's text
+reader fitted on captions, no-text variant, proof.
 
 Each stage is one command line; `run_recipe` runs those not yet done, in order, and marks each done in the
 output folder, so an interrupted recipe continues where it stopped (an SR stage that started resumes
@@ -45,9 +46,11 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
         # part-choice loss 0.1: at 1 it takes capacity from the image far from any part (MODEL_CARD.md)
         Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr")) + sr
               + ("--data-opt", "part_labels=true", "--part-loss", "0.1"), resumable=True),
+        Stage("palette-text", synthbirds + ("fit-palette", str(out / "sr" / "checkpoint.safetensors"),
+                                            "-o", str(out / "demo.safetensors"))),
         Stage("sr-no-text", train + ("--preset", "tiny", "--out", str(out / "sr_notext")) + sr
               + ("--set", "generator.use_text=false"), resumable=True),
-        Stage("proof", synthbirds + ("proof", str(out / "sr" / "checkpoint.safetensors"), "--no-text",
+        Stage("proof", synthbirds + ("proof", str(out / "demo.safetensors"), "--no-text",
                                      str(out / "sr_notext" / "checkpoint.safetensors"), "-o", str(out / "proof"))),
     ]
 

@@ -1,0 +1,37 @@
+"""Fitting a text palette's colour reader on captions alone."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clipsr.model import build_model
+from clipsr.synthbirds.palette import ANCHORS, NAMES
+from clipsr.synthbirds.palette_text import caption_targets, fit_palette_text, palette_text_inputs
+
+
+def test_caption_targets_are_the_named_anchors():
+    colours, named = caption_targets(["a bird with red crown and blue wings", "a bird"])
+    assert named.tolist() == [[1, 1, 0, 0], [0, 0, 0, 0]]
+    torch.testing.assert_close(colours[0, 0], torch.from_numpy(ANCHORS[NAMES.index("red")] / 127.5 - 1))
+    torch.testing.assert_close(colours[0, 1], torch.from_numpy(ANCHORS[NAMES.index("blue")] / 127.5 - 1))
+    assert colours[1].abs().sum() == 0
+
+
+def test_fitting_teaches_the_reader_and_nothing_else():
+    torch.manual_seed(0)
+    model = build_model("synthbirds", 16).eval()
+    captions = ["this bird has a red crown", "this bird has a blue crown", "a bird with yellow wings"]
+    colours, named = caption_targets(captions)
+
+    def colour_error() -> float:
+        with torch.no_grad():
+            read = model.generator.palette.text(palette_text_inputs(model, captions)).view(3, -1, 4)
+        return float(((read[..., :3] - colours).abs().mean(-1) * named).sum() / named.sum())
+
+    before = colour_error()
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if ".palette.text." not in k}
+    fit_palette_text(model, steps=60, birds=8, lr=3e-3, progress=False)
+    assert colour_error() < 0.8 * before
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items()), "only the reader moves"
+    with pytest.raises(ValueError, match="no text palette"):
+        fit_palette_text(build_model("tiny", 16), steps=1)
