@@ -8,9 +8,7 @@ converted through, since the output is RGB).
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from clipsr_runtime.atomic import atomic_write
 from clipsr_runtime.notices import ClipsrWarning
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
@@ -28,8 +27,6 @@ _GRAY_MODES = ("1", "L", "LA", "La") + _SIXTEEN_BIT
 _NO_ALPHA_FORMATS = ("JPEG", "BMP")
 _SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")
 _FLOAT_SLACK = 1e-3  # rounding overshoot a float pipeline may leave around [0, 1]
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @dataclass
@@ -200,7 +197,7 @@ def _fit_format(img: Image.Image, fmt: str, path: Path) -> Image.Image:
 
 
 def write_image(img: Image.Image, path: str | Path, icc_profile: bytes | None = None) -> Path:
-    """Write atomically: a temporary file in the same folder, then os.replace; no partial file."""
+    """Write atomically (`clipsr_runtime.atomic`): no partial file, an existing one intact on failure."""
     path = Path(path)
     fmt = image_format(path)
     img = _fit_format(img, fmt, path)
@@ -210,17 +207,6 @@ def write_image(img: Image.Image, path: str | Path, icc_profile: bytes | None = 
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: output folder {path.parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        return atomic_write(path, lambda fh: img.save(fh, format=fmt, **params))
     except OSError as exc:
-        raise OSError(f"{path}: cannot write to {path.parent} ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format=fmt, **params)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-        raise
-    return path
+        raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from exc

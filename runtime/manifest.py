@@ -1,25 +1,51 @@
-"""Load and check a model folder's `model.json` (the contract in docs/model-folder.md)."""
+"""The model-folder contract (docs/model-folder.md): the names both sides share and the one schema
+`model.json` is checked against.
+
+The runtime owns the contract because it is the reader: `clipsr_export` imports these definitions to
+write a folder, so the writer cannot drift from what is read. A model folder is a trust boundary, so
+`load_manifest` checks every field's type and range, keeps every path inside the folder and checks
+every listed file's sha256 before anything is run.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 FORMAT = "clipsr-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 also stated `lr_size`, which version 2 derives (hr_size / scale); both are read.
+READABLE_VERSIONS = (1, 2)
+MANIFEST = "model.json"
+ENGINES = "engines"
+# Extend here (e.g. a quantised precision): export's choices and the runtime's follow.
 PRECISIONS = ("fp32", "fp16")
-_REQUIRED = ("format", "format_version", "name", "scale", "lr_size", "hr_size", "value_range",
-             "tokenizer", "text_encoder", "generator", "files")
-_STAGE_IO = {"text_encoder": (("tokens",), ("text_embedding",)),
-             "generator": (("lr", "text_embedding"), ("sr",))}
+STAGES = ("text_encoder", "generator")
+# stage -> "inputs"/"outputs" -> tensor name -> (dtype, rank): the graphs' names the backends feed.
+STAGE_IO = {
+    "text_encoder": {"inputs": {"tokens": ("int32", 2)}, "outputs": {"text_embedding": ("float32", 2)}},
+    "generator": {"inputs": {"lr": ("float32", 4), "text_embedding": ("float32", 2)},
+                  "outputs": {"sr": ("float32", 4)}},
+}
+DEFAULT_CONTEXT_LENGTH = 77
+MIN_CONTEXT_LENGTH = 2  # start- and end-of-text tokens
+MAX_MANIFEST_BYTES = 1 << 24
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ManifestError(ValueError):
+    """A model folder whose model.json does not follow the contract, or whose files do not match it."""
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One ONNX graph of the model: its file per precision and its named inputs/outputs."""
+    """One ONNX graph of the model: its file per precision and its named inputs/outputs
+    (name -> {"shape": [int | str, ...], "dtype": str}; an int dimension is fixed, a string dynamic)."""
 
     files: dict[str, str]
     inputs: dict[str, dict[str, Any]]
@@ -28,18 +54,22 @@ class Stage:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The parsed `model.json` of `root`."""
+    """The parsed, validated `model.json` of `root`."""
 
     root: Path
+    format_version: int
     name: str
     scale: int
-    lr_size: int
     hr_size: int
     value_range: tuple[float, float]
-    tokenizer: dict[str, Any]
+    tokenizer: dict[str, Any]  # vocab, context_length (always set), optional sot/eot tokens, lowercase
     text_encoder: Stage
     generator: Stage
     files: dict[str, dict[str, Any]]
+
+    @property
+    def lr_size(self) -> int:
+        return self.hr_size // self.scale
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -56,61 +86,224 @@ class Manifest:
         return self.files[name]["sha256"]
 
 
-def _fail(root: Path, why: str) -> ValueError:
-    return ValueError(f"invalid model folder {root}: {why}")
+class _Invalid(Exception):
+    """A schema violation; `load_manifest` adds the folder to the message."""
 
 
-def _stage(root: Path, name: str, raw: Any) -> Stage:
-    if not isinstance(raw, dict) or not {"files", "inputs", "outputs"} <= raw.keys():
-        raise _fail(root, f"'{name}' needs 'files', 'inputs' and 'outputs'")
-    inputs, outputs = _STAGE_IO[name]
-    if set(raw["inputs"]) != set(inputs) or set(raw["outputs"]) != set(outputs):
-        raise _fail(root, f"'{name}' must have inputs {list(inputs)} and outputs {list(outputs)}")
-    if "fp32" not in raw["files"] or not set(raw["files"]) <= set(PRECISIONS):
-        raise _fail(root, f"'{name}.files' must have 'fp32' and only {list(PRECISIONS)}")
-    return Stage(dict(raw["files"]), dict(raw["inputs"]), dict(raw["outputs"]))
+# --- typed field access ---------------------------------------------------------------------------
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
 
 
-def load_manifest(model_dir: str | Path) -> Manifest:
-    """Parse and validate `model_dir/model.json`; files must exist with the listed sizes."""
-    root = Path(model_dir)
-    path = root / "model.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"model folder {root} has no model.json (pass --model DIR of a "
-                                "folder written by clipsr-export)")
+def _take(raw: dict, key: str, where: str, expected: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    """raw[key] of the expected JSON type (a boolean is not an integer here); None if optional and absent."""
+    if key not in raw:
+        if optional:
+            return None
+        raise _Invalid(f"{where}{key} is missing")
+    value = raw[key]
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(_kind(k()) for k in kinds)
+        raise _Invalid(f"{where}{key} must be {names}, got {_kind(value)}")
+    return value
+
+
+def _int(raw: dict, key: str, where: str, minimum: int, *, optional: bool = False) -> int | None:
+    value = _take(raw, key, where, int, optional=optional)
+    if value is not None and value < minimum:
+        raise _Invalid(f"{where}{key} must be >= {minimum}, got {value}")
+    return value
+
+
+def _relative_path(value: Any, where: str) -> str:
+    """A file name relative to the folder: no absolute path, no '..', no backslash, nothing empty."""
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise _Invalid(f"{where} must be a non-empty file name, got {value!r}")
+    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute() or PureWindowsPath(value).drive:
+        raise _Invalid(f"{where} {value!r} is an absolute path: files must be inside the model folder")
+    if "\\" in value or ".." in PurePosixPath(value).parts:
+        raise _Invalid(f"{where} {value!r} leaves the model folder")
+    return value
+
+
+def _plain_name(value: Any, where: str) -> str:
+    """The model name also names its engine cache folder: one path component, no separators."""
+    if not isinstance(value, str) or not value.strip() or value in (".", "..") or re.search(r"[/\\\x00]", value):
+        raise _Invalid(f"{where} must be a plain name (no '/', '\\' or '..'), got {value!r}")
+    return value
+
+
+# --- the schema -----------------------------------------------------------------------------------
+
+def _tensor(raw: Any, where: str, dtype: str, rank: int) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _Invalid(f"{where} must be an object with 'shape' and 'dtype', got {_kind(raw)}")
+    shape = _take(raw, "shape", f"{where}.", list)
+    if len(shape) != rank:
+        raise _Invalid(f"{where}.shape must have {rank} dimensions, got {len(shape)}")
+    for dim in shape:
+        if isinstance(dim, bool) or not isinstance(dim, (int, str)) or (isinstance(dim, int) and dim < 1) \
+                or (isinstance(dim, str) and not dim):
+            raise _Invalid(f"{where}.shape dimensions must be integers >= 1 or names, got {dim!r}")
+    if _take(raw, "dtype", f"{where}.", str) != dtype:
+        raise _Invalid(f"{where}.dtype must be {dtype!r}, got {raw['dtype']!r}")
+    return {"shape": list(shape), "dtype": dtype}
+
+
+def _stage(raw: Any, name: str) -> Stage:
+    if not isinstance(raw, dict):
+        raise _Invalid(f"{name} must be an object, got {_kind(raw)}")
+    files = _take(raw, "files", f"{name}.", dict)
+    if "fp32" not in files or not set(files) <= set(PRECISIONS):
+        raise _Invalid(f"{name}.files must have 'fp32' and only {', '.join(PRECISIONS)}, got {sorted(files)}")
+    files = {p: _relative_path(f, f"{name}.files.{p}") for p, f in files.items()}
+    parts = {}
+    for part, expected in STAGE_IO[name].items():
+        given = _take(raw, part, f"{name}.", dict)
+        if set(given) != set(expected):
+            raise _Invalid(f"{name}.{part} must be exactly {sorted(expected)}, got {sorted(given)}")
+        parts[part] = {t: _tensor(given[t], f"{name}.{part}.{t}", *expected[t]) for t in expected}
+    return Stage(files, parts["inputs"], parts["outputs"])
+
+
+def _tokenizer(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _Invalid(f"tokenizer must be an object, got {_kind(raw)}")
+    tok = {"vocab": _relative_path(_take(raw, "vocab", "tokenizer.", str), "tokenizer.vocab"),
+           "context_length": _int(raw, "context_length", "tokenizer.", MIN_CONTEXT_LENGTH, optional=True)
+           or DEFAULT_CONTEXT_LENGTH}
+    for key in ("sot_token", "eot_token"):
+        value = _int(raw, key, "tokenizer.", 0, optional=True)
+        if value is not None:
+            tok[key] = value
+    if _take(raw, "lowercase", "tokenizer.", bool, optional=True) is not None:
+        tok["lowercase"] = raw["lowercase"]
+    return tok
+
+
+def _value_range(raw: dict) -> tuple[float, float]:
+    pair = _take(raw, "value_range", "", list)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                             for v in pair) or not pair[0] < pair[1]:
+        raise _Invalid(f"value_range must be two finite numbers [low, high] with low < high, got {pair}")
+    return float(pair[0]), float(pair[1])
+
+
+def _files(raw: dict) -> dict[str, dict[str, Any]]:
+    files = _take(raw, "files", "", dict)
+    checked = {}
+    for name, entry in files.items():
+        _relative_path(name, "files:")
+        if not isinstance(entry, dict):
+            raise _Invalid(f"files.{name} must be an object with 'sha256', got {_kind(entry)}")
+        digest = _take(entry, "sha256", f"files.{name}.", str)
+        if not _SHA256.fullmatch(digest):
+            raise _Invalid(f"files.{name}.sha256 must be 64 lowercase hex digits, got {digest!r}")
+        size = _int(entry, "bytes", f"files.{name}.", 0, optional=True)
+        checked[name] = {"sha256": digest} | ({} if size is None else {"bytes": size})
+    return checked
+
+
+def _check_shapes(m: Manifest) -> None:
+    """The numbers the graphs state must agree with the scale, the sizes and the tokenizer."""
+    tokens = m.text_encoder.inputs["tokens"]["shape"]
+    if isinstance(tokens[1], int) and tokens[1] != m.tokenizer["context_length"]:
+        raise _Invalid(f"tokenizer.context_length {m.tokenizer['context_length']} does not match the text "
+                       f"encoder's tokens shape {tokens}")
+    dims = {m.text_encoder.outputs["text_embedding"]["shape"][1], m.generator.inputs["text_embedding"]["shape"][1]}
+    if len({d for d in dims if isinstance(d, int)}) > 1:
+        raise _Invalid(f"text_embedding widths disagree between the stages: {sorted(dims, key=str)}")
+    for tensor, size in (("lr", m.lr_size), ("sr", m.hr_size)):
+        spec = (m.generator.inputs if tensor == "lr" else m.generator.outputs)[tensor]["shape"]
+        if isinstance(spec[1], int) and spec[1] != 3:
+            raise _Invalid(f"generator {tensor} must have 3 channels, shape is {spec}")
+        if any(isinstance(d, int) and d != size for d in spec[2:]):
+            raise _Invalid(f"generator {tensor} shape {spec} does not match {size} px "
+                           f"(scale {m.scale}, hr_size {m.hr_size})")
+
+
+def parse_manifest(root: Path, raw: Any) -> Manifest:
+    """The one schema: `raw` (parsed JSON) -> Manifest, or ManifestError naming the first problem.
+    Checks structure only; `load_manifest` also checks the files on disk."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(root, f"model.json is not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise _fail(root, f"model.json 'format' must be '{FORMAT}'")
-    if raw.get("format_version") != FORMAT_VERSION:
-        raise _fail(root, f"format_version {raw.get('format_version')!r} is not supported "
-                          f"(this runtime reads {FORMAT_VERSION})")
-    missing = [k for k in _REQUIRED if k not in raw]
-    if missing:
-        raise _fail(root, f"model.json lacks {', '.join(missing)}")
-    tokenizer = raw["tokenizer"]
-    if not isinstance(tokenizer, dict) or "vocab" not in tokenizer:
-        raise _fail(root, "'tokenizer' needs 'vocab'")
+        return _parse(root, raw)
+    except _Invalid as exc:
+        raise ManifestError(f"invalid model folder {root}: {exc}") from None
+
+
+def _parse(root: Path, raw: Any) -> Manifest:
+    if not isinstance(raw, dict):
+        raise _Invalid(f"model.json must hold an object, got {_kind(raw)}")
+    if raw.get("format") != FORMAT:
+        raise _Invalid(f"model.json 'format' must be '{FORMAT}'")
+    version = raw.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise _Invalid(f"format_version {version!r} is not supported (this runtime reads "
+                       f"{', '.join(map(str, READABLE_VERSIONS))})")
+    scale = _int(raw, "scale", "", 1)
+    hr_size = _int(raw, "hr_size", "", 1)
+    if hr_size % scale:
+        raise _Invalid(f"scale {scale} does not divide hr_size {hr_size}")
+    lr_size = _int(raw, "lr_size", "", 1, optional=version >= 2)
+    if lr_size is not None and lr_size * scale != hr_size:
+        raise _Invalid(f"lr_size {lr_size} x scale {scale} != hr_size {hr_size}")
     manifest = Manifest(
-        root=root, name=str(raw["name"]), scale=int(raw["scale"]), lr_size=int(raw["lr_size"]),
-        hr_size=int(raw["hr_size"]), value_range=tuple(map(float, raw["value_range"])),
-        tokenizer=tokenizer, text_encoder=_stage(root, "text_encoder", raw["text_encoder"]),
-        generator=_stage(root, "generator", raw["generator"]), files=dict(raw["files"]))
-    if manifest.lr_size * manifest.scale != manifest.hr_size:
-        raise _fail(root, f"lr_size {manifest.lr_size} x scale {manifest.scale} != hr_size {manifest.hr_size}")
-    referenced = [tokenizer["vocab"], *manifest.text_encoder.files.values(), *manifest.generator.files.values()]
+        root=root, format_version=version, name=_plain_name(_take(raw, "name", "", str), "name"), scale=scale,
+        hr_size=hr_size, value_range=_value_range(raw), tokenizer=_tokenizer(_take(raw, "tokenizer", "", dict)),
+        text_encoder=_stage(_take(raw, "text_encoder", "", dict), "text_encoder"),
+        generator=_stage(_take(raw, "generator", "", dict), "generator"), files=_files(raw))
+    _check_shapes(manifest)
+    for key, kind in (("preset", str), ("opset", int), ("parity", dict), ("source", dict), ("engines", list)):
+        _take(raw, key, "", kind, optional=True)
+    for i, engine in enumerate(raw.get("engines") or ()):
+        if not isinstance(engine, dict):
+            raise _Invalid(f"engines[{i}] must be an object, got {_kind(engine)}")
+        _relative_path(_take(engine, "file", f"engines[{i}].", str), f"engines[{i}].file")
+    referenced = [manifest.tokenizer["vocab"], *manifest.text_encoder.files.values(),
+                  *manifest.generator.files.values()]
     unlisted = [n for n in referenced if n not in manifest.files]
     if unlisted:
-        raise _fail(root, f"'files' has no sha256 for {', '.join(unlisted)}")
+        raise _Invalid(f"'files' has no sha256 for {', '.join(unlisted)}")
+    return manifest
+
+
+# --- the folder -----------------------------------------------------------------------------------
+
+def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
+    """Parse and validate `model_dir/model.json`; every listed file must exist inside the folder (no
+    symlink out) with its size and, with `verify`, its sha256, whether this run uses it or not."""
+    root = Path(model_dir)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"model folder {root} has no {MANIFEST} (pass --model DIR of a "
+                                "folder written by clipsr-export)")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"invalid model folder {root}: {MANIFEST} is over {MAX_MANIFEST_BYTES} bytes")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        why = exc if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise ManifestError(f"invalid model folder {root}: {MANIFEST} is not valid JSON ({why})") from None
+    manifest = parse_manifest(root, raw)
+    inside = root.resolve()
     for name, entry in manifest.files.items():
         file = root / name
+        try:
+            outside = not file.resolve().is_relative_to(inside)
+        except (OSError, RuntimeError):  # a symlink loop
+            outside = True
+        if outside:
+            raise ManifestError(f"invalid model folder {root}: {name} resolves outside the folder (symlink)")
         if not file.is_file():
             raise FileNotFoundError(f"model folder {root} is incomplete: {name} is missing")
         if "bytes" in entry and file.stat().st_size != entry["bytes"]:
-            raise ValueError(f"model file {file} has {file.stat().st_size} bytes, model.json says "
-                             f"{entry['bytes']}: truncated or tampered")
+            raise ManifestError(f"model file {file} has {file.stat().st_size} bytes, model.json says "
+                                f"{entry['bytes']}: truncated or tampered")
+    if verify:
+        verify_files(manifest, list(manifest.files))
     return manifest
 
 
@@ -127,9 +320,9 @@ def verify_files(manifest: Manifest, names: list[str]) -> None:
     for name in names:
         actual = file_sha256(manifest.path(name))
         if actual != manifest.sha256(name):
-            raise ValueError(f"model file {manifest.path(name)} does not match its sha256 in "
-                             f"model.json (tampered or corrupted): {actual[:12]}... != "
-                             f"{manifest.sha256(name)[:12]}...")
+            raise ManifestError(f"model file {manifest.path(name)} does not match its sha256 in "
+                                f"model.json (tampered or corrupted): {actual[:12]}... != "
+                                f"{manifest.sha256(name)[:12]}...")
 
 
 def builtin_models_dir() -> Path:
@@ -139,7 +332,7 @@ def builtin_models_dir() -> Path:
 def default_model_dir(models_dir: Path | None = None) -> Path:
     """The single built-in model folder (one under clipsr_runtime/models/ with a model.json)."""
     base = models_dir or builtin_models_dir()
-    found = sorted(p.parent for p in base.glob("*/model.json"))
+    found = sorted(p.parent for p in base.glob(f"*/{MANIFEST}"))
     if not found:
         raise FileNotFoundError(f"no built-in model in {base}: pass --model DIR (a folder written "
                                 "by clipsr-export) or run clipsr-export")

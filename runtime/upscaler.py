@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from clipsr_runtime.backends import Backend, create_backend
+from clipsr_runtime.backends import BACKENDS, Backend, create_backend
 from clipsr_runtime.errors import OptionError
 from clipsr_runtime.images import (DEFAULT_MAX_PIXELS, RuntimeImage, from_array, from_pil, read_image,
                                    to_pil, write_image)
-from clipsr_runtime.manifest import PRECISIONS, default_model_dir, load_manifest, verify_files
+from clipsr_runtime.manifest import PRECISIONS, STAGES, default_model_dir, load_manifest
 from clipsr_runtime.notices import ClipsrWarning
 from clipsr_runtime.tiling import FITS, fit_mode, max_tile_pad, resize_float, tile_count, upscale_tiled
 from clipsr_runtime.tokenizer import Tokenizer
@@ -60,6 +60,8 @@ class Upscaler:
     `tile` / `tile_pad`: tile side in LR pixels (default: the model's LR size) and tile overlap.
     `outscale`: final size as a factor of the input (default: the model's scale), resized with Lanczos.
     `max_output_pixels`: the result, and the model's output before `outscale`, may not be larger.
+    `verify`: check every listed file's sha256 at load (the model folder is a trust boundary).
+    A context manager: leaving it (or `close()`) frees the backend's sessions, engines and GPU memory.
     """
 
     def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", precision: str = "fp32",
@@ -67,28 +69,21 @@ class Upscaler:
                  threads: int | None = None, cache_size: int = 128, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS, verify: bool = True,
                  outscale: float | None = None) -> None:
-        if precision not in PRECISIONS:
-            raise OptionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        for option, value, choices in (("precision", precision, PRECISIONS), ("backend", backend, BACKENDS)):
+            if value not in choices:
+                raise OptionError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
         check_fitting(fit, batch, outscale, max_output_pixels)
-        self.manifest = m = load_manifest(model_dir if model_dir is not None else default_model_dir())
-        self._verify = verify
-        self._check_files(precision)
+        self.manifest = m = load_manifest(model_dir if model_dir is not None else default_model_dir(), verify)
+        for stage in STAGES:
+            m.stage_file(stage, precision)  # a precision the folder lacks fails before any session opens
         tok = m.tokenizer
-        self.tokenizer = Tokenizer(m.path(tok["vocab"]), int(tok.get("context_length", 77)),
-                                   tok.get("sot_token"), tok.get("eot_token"))
+        self.tokenizer = Tokenizer(m.path(tok["vocab"]), tok["context_length"], tok.get("sot_token"),
+                                   tok.get("eot_token"))
         self._fit_images(fit, tile, tile_pad, batch, outscale, max_pixels, max_output_pixels)
         self._backend_args = dict(backend=backend, threads=threads, max_batch=self.batch, tile=self.tile)
         self.backend: Backend = create_backend(m, precision=precision, **self._backend_args)
         self._tokens = lru_cache(maxsize=cache_size)(self.tokenizer)  # warns once per long prompt
         self._embed = lru_cache(maxsize=cache_size)(self._embed_tokens)
-
-    def _check_files(self, precision: str) -> None:
-        """The precision must be exported; the files it uses must match their sha256."""
-        m = self.manifest
-        for stage in ("text_encoder", "generator"):
-            m.stage_file(stage, precision)
-        if self._verify:
-            verify_files(m, [m.tokenizer["vocab"], m.text_encoder.files[precision], m.generator.files[precision]])
 
     def _fixed_lr_shape(self) -> tuple[object, object, object]:
         """(batch, height, width) of the generator's LR input: an int is fixed, anything else free."""
@@ -127,7 +122,7 @@ class Upscaler:
         if self.backend.precision == "fp16" and _degenerate(out):
             warnings.warn(f"fp16 {method} output is NaN/Inf or constant: retrying in fp32",
                           ClipsrWarning, stacklevel=3)
-            self._check_files("fp32")
+            self.backend.close()
             self.backend = create_backend(self.manifest, precision="fp32", **self._backend_args)
             self._embed.cache_clear()
             out = getattr(self.backend, method)(*args)
@@ -237,3 +232,15 @@ class Upscaler:
 
         loaded = read_image(src, self.max_pixels, before_decode=check)
         return write_image(to_pil(self.upscale_image(loaded, prompt, progress)), dst, loaded.icc_profile)
+
+    # --- lifetime --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the backend (ONNX Runtime sessions, TensorRT engines, CUDA stream and buffers)."""
+        self.backend.close()
+
+    def __enter__(self) -> Upscaler:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -99,8 +99,8 @@ def make_model_dir(root: Path, scale: int = 4, lr_size: int = 16, dim: int = 8, 
     shutil.copy(vocab_path(), root / VOCAB)
     hw = [lr_size, lr_size] if not dynamic else ["h", "w"]
     manifest = {
-        "format": "clipsr-model", "format_version": 1, "name": name, "preset": "fake", "scale": scale,
-        "lr_size": lr_size, "hr_size": lr_size * scale, "value_range": [-1.0, 1.0], "opset": OPSET,
+        "format": "clipsr-model", "format_version": 2, "name": name, "preset": "fake", "scale": scale,
+        "hr_size": lr_size * scale, "value_range": [-1.0, 1.0], "opset": OPSET,
         "tokenizer": {"vocab": VOCAB, "context_length": 77, "sot_token": 49406, "eot_token": 49407,
                       "lowercase": True},
         "text_encoder": {"files": text_files,

@@ -40,10 +40,11 @@ def test_missing_folder_and_manifest(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     ({"format": "other"}, "'format' must be 'clipsr-model'"),
-    ({"format_version": 2}, "format_version 2 is not supported"),
-    ({"scale": 8}, "lr_size 16 x scale 8 != hr_size 64"),
+    ({"format_version": 3}, "format_version 3 is not supported"),
+    ({"scale": 3}, "scale 3 does not divide hr_size 64"),
+    ({"format_version": 1, "lr_size": 16, "scale": 8}, "lr_size 16 x scale 8 != hr_size 64"),
     ({"generator": {"files": {"fp32": "generator.onnx"}, "inputs": {"x": {}}, "outputs": {"sr": {}}}},
-     "'generator' must have inputs"),
+     "generator.inputs must be exactly"),
 ])
 def test_invalid_manifest(tmp_path, change, message):
     folder = make_model_dir(tmp_path / "m")
@@ -57,7 +58,7 @@ def test_manifest_missing_key_and_bad_json(tmp_path):
     data = json.loads((folder / "model.json").read_text())
     del data["tokenizer"]
     (folder / "model.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="lacks tokenizer"):
+    with pytest.raises(ValueError, match="tokenizer is missing"):
         load_manifest(folder)
     (folder / "model.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):

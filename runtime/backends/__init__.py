@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipsr_runtime.backends.base import Backend, BackendUnavailableError
+from clipsr_runtime.backends.base import Backend, BackendClosedError, BackendUnavailableError
 from clipsr_runtime.manifest import Manifest
 
 BACKENDS = ("auto", "ort", "trt", "ort-cpu", "ort-cuda", "ort-trt")
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "create_backend", "resolve_backend_name"]
+__all__ = ["BACKENDS", "Backend", "BackendClosedError", "BackendUnavailableError", "create_backend", "resolve_backend_name"]
 
 
 def resolve_backend_name(backend: str) -> str:
@@ -36,4 +36,4 @@ def create_backend(manifest: Manifest, backend: str = "auto", precision: str = "
         return TrtBackend(manifest, precision, max_batch=max_batch, tile=tile, engine_dir=engine_dir)
     from clipsr_runtime.backends.ort import OrtBackend
 
-    return OrtBackend(manifest, name, precision, threads=threads, engine_dir=engine_dir)
+    return OrtBackend.from_manifest(manifest, name, precision, threads=threads, engine_dir=engine_dir)

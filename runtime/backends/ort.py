@@ -1,4 +1,8 @@
-"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers, whichever the install has."""
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers, whichever the install has.
+
+`session_options` is the one place ONNX Runtime is configured: `clipsr_export`'s parity check opens
+the exported graphs through `OrtBackend` too, so what parity checks is what users run.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsr_runtime.backends.base import BackendUnavailableError
-from clipsr_runtime.manifest import Manifest
+from clipsr_runtime.backends.base import BackendClosedError, BackendUnavailableError
+from clipsr_runtime.manifest import ENGINES, STAGE_IO, Manifest
 
 # backend name -> execution providers in preference order (CPU last, as ORT's fallback)
 PROVIDERS = {
@@ -28,11 +32,26 @@ def best_ort_backend() -> str:
     return "ort-cuda" if "CUDAExecutionProvider" in available_providers() else "ort-cpu"
 
 
-class OrtBackend:
-    """Two InferenceSessions (text encoder, generator) with name-based I/O from the manifest."""
+def session_options(name: str, precision: str, threads: int | None = None):
+    """Session options for a backend and precision. Mixed-precision (FP16) graphs crash ORT's CPU
+    optimiser at ORT_ENABLE_ALL, so the CPU runs them at ORT_ENABLE_EXTENDED."""
+    import onnxruntime as ort
 
-    def __init__(self, manifest: Manifest, name: str = "ort-cpu", precision: str = "fp32",
-                 threads: int | None = None, engine_dir: Path | None = None) -> None:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if precision == "fp16" and name == "ort-cpu"
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+class OrtBackend:
+    """Two InferenceSessions (text encoder, generator) with the contract's name-based I/O."""
+
+    def __init__(self, text_encoder: Path, generator: Path, name: str = "ort-cpu", precision: str = "fp32",
+                 threads: int | None = None, engine_cache: Path | None = None) -> None:
+        """`engine_cache`: where the ort-trt provider keeps its engines (default: next to the graphs)."""
         import onnxruntime as ort
 
         if name not in PROVIDERS:
@@ -44,38 +63,52 @@ class OrtBackend:
                 f"(installed providers: {', '.join(ort.get_available_providers())}; "
                 "for GPUs: pip uninstall onnxruntime && pip install onnxruntime-gpu)")
         self.name, self.precision = name, precision
-        options = ort.SessionOptions()
-        # FP16 graphs crash ORT's CPU optimiser at ENABLE_ALL (docs/DESIGN.md section 6).
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if precision == "fp16" and name == "ort-cpu"
-            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-        if threads:
-            options.intra_op_num_threads = threads
+        options = session_options(name, precision, threads)
         providers: list = list(PROVIDERS[name])
         if name == "ort-trt":
-            cache = str(engine_dir or manifest.root / "engines")
+            cache = str(engine_cache or Path(generator).parent / ENGINES)
             providers[0] = (providers[0], {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
                                            "trt_fp16_enable": precision == "fp16"})
-        self._text = self._session(ort, manifest, "text_encoder", precision, options, providers)
-        self._gen = self._session(ort, manifest, "generator", precision, options, providers)
+        self._text = self._session(ort, Path(text_encoder), "text_encoder", options, providers)
+        self._gen = self._session(ort, Path(generator), "generator", options, providers)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, name: str = "ort-cpu", precision: str = "fp32",
+                      threads: int | None = None, engine_dir: Path | None = None) -> OrtBackend:
+        return cls(manifest.stage_file("text_encoder", precision), manifest.stage_file("generator", precision),
+                   name, precision, threads, engine_dir or manifest.root / ENGINES)
 
     @staticmethod
-    def _session(ort, manifest: Manifest, stage: str, precision: str, options, providers):
-        path = manifest.stage_file(stage, precision)
+    def _session(ort, path: Path, stage: str, options, providers):
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad graphs
             raise ValueError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
-        spec = getattr(manifest, stage)
+        spec = STAGE_IO[stage]
         have = ({i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()})
-        if have != (set(spec.inputs), set(spec.outputs)):
+        if have != (set(spec["inputs"]), set(spec["outputs"])):
             raise ValueError(f"{path}: graph I/O {sorted(have[0])} -> {sorted(have[1])} does not match "
-                             f"model.json {sorted(spec.inputs)} -> {sorted(spec.outputs)}")
+                             f"model.json {sorted(spec['inputs'])} -> {sorted(spec['outputs'])}")
+        return session
+
+    def _open(self, session):
+        if session is None:
+            raise BackendClosedError(f"the {self.name} backend was closed")
         return session
 
     def run_text(self, tokens: np.ndarray) -> np.ndarray:
-        return self._text.run(["text_embedding"], {"tokens": tokens.astype(np.int32)})[0]
+        return self._open(self._text).run(["text_embedding"], {"tokens": tokens.astype(np.int32)})[0]
 
     def run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
         feed = {"lr": lr.astype(np.float32), "text_embedding": text_embedding.astype(np.float32)}
-        return self._gen.run(["sr"], feed)[0]
+        return self._open(self._gen).run(["sr"], feed)[0]
+
+    def close(self) -> None:
+        """Drop both sessions (ONNX Runtime frees their memory, GPU memory included, with them)."""
+        self._text = self._gen = None
+
+    def __enter__(self) -> OrtBackend:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -13,15 +13,25 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from clipsr_runtime.backends.base import BackendUnavailableError
-from clipsr_runtime.manifest import Manifest
+from clipsr_runtime.atomic import atomic_write
+from clipsr_runtime.backends.base import BackendClosedError, BackendUnavailableError
+from clipsr_runtime.manifest import ENGINES, Manifest
 
 Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+
+def profile_shapes(stage: str, max_batch: int, tile: int, text_dim: int, context_length: int) -> Shapes:
+    """(min, opt, max) input shapes of a stage's optimisation profile: batches 1, max_batch // 2 and
+    max_batch, square `tile` px LR inputs. Export builds its engines with these, so the runtime finds them."""
+    batches = (1, max(1, max_batch // 2), max_batch)
+    if stage == "text_encoder":
+        return {"tokens": tuple((b, context_length) for b in batches)}
+    return {"lr": tuple((b, 3, tile, tile) for b in batches),
+            "text_embedding": tuple((b, text_dim) for b in batches)}
 
 
 def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str,
@@ -74,14 +84,12 @@ def gpu_name() -> str:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 class TrtEngine:
-    """One serialized engine file: build from ONNX, load, and infer with numpy arrays."""
+    """One serialized engine file: build from ONNX, load, and infer with numpy arrays.
+    A context manager; `close()` frees its device buffers and execution context."""
 
     def __init__(self, path: Path) -> None:
         import tensorrt as trt
@@ -173,14 +181,22 @@ class TrtEngine:
         return outputs
 
     def close(self) -> None:
-        for ptr, _ in self.buffers.values():
+        """Free the device buffers and drop the context and engine; safe to call twice."""
+        buffers, self.buffers = self.buffers, {}
+        for ptr, _ in buffers.values():
             _check(_cudart().cudaFree(ptr))
-        self.buffers.clear()
+        self.context = self.engine = None
+
+    def __enter__(self) -> TrtEngine:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def engine_dir_for(manifest: Manifest) -> Path:
     """The model's engines/ folder when writable, else a per-user cache (built-in models are read-only)."""
-    local = manifest.root / "engines"
+    local = manifest.root / ENGINES
     if os.access(local if local.is_dir() else manifest.root, os.W_OK):
         return local
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -188,7 +204,8 @@ def engine_dir_for(manifest: Manifest) -> Path:
 
 
 class TrtBackend:
-    """Text encoder + generator engines, built on first use and cached under their key."""
+    """Text encoder + generator engines, built on first use and cached under their key.
+    A context manager; `close()` frees both engines and the CUDA stream."""
 
     def __init__(self, manifest: Manifest, precision: str = "fp32", max_batch: int = 8,
                  tile: int | None = None, engine_dir: Path | None = None) -> None:
@@ -198,17 +215,20 @@ class TrtBackend:
         import tensorrt as trt
 
         self.name, self.precision = "trt", precision
-        tile = tile or manifest.lr_size
-        ctx = int(manifest.tokenizer.get("context_length", 77))
+        self._text = self._gen = None
+        self._stream = 0
+        context_length = manifest.tokenizer["context_length"]
         dim = int(manifest.text_encoder.outputs["text_embedding"]["shape"][-1])
-        batches = (1, max(1, max_batch // 2), max_batch)
-        text_shapes: Shapes = {"tokens": tuple((b, ctx) for b in batches)}
-        gen_shapes: Shapes = {"lr": tuple((b, 3, tile, tile) for b in batches),
-                              "text_embedding": tuple((b, dim) for b in batches)}
+        shapes = {stage: profile_shapes(stage, max_batch, tile or manifest.lr_size, dim, context_length)
+                  for stage in ("text_encoder", "generator")}
         folder = engine_dir or engine_dir_for(manifest)
         self._stream = int(_check(_cudart().cudaStreamCreate()))
-        self._text = self._engine(manifest, "text_encoder", text_shapes, trt.__version__, folder)
-        self._gen = self._engine(manifest, "generator", gen_shapes, trt.__version__, folder)
+        try:
+            self._text = self._engine(manifest, "text_encoder", shapes["text_encoder"], trt.__version__, folder)
+            self._gen = self._engine(manifest, "generator", shapes["generator"], trt.__version__, folder)
+        except BaseException:
+            self.close()
+            raise
 
     def _engine(self, manifest: Manifest, stage: str, shapes: Shapes, version: str, folder: Path) -> TrtEngine:
         onnx_path = manifest.stage_file(stage, self.precision)
@@ -220,8 +240,29 @@ class TrtBackend:
         engine.load()
         return engine
 
+    def _open(self, engine: TrtEngine | None) -> TrtEngine:
+        if engine is None or not self._stream:
+            raise BackendClosedError("the trt backend was closed")
+        return engine
+
     def run_text(self, tokens: np.ndarray) -> np.ndarray:
-        return self._text.infer({"tokens": tokens}, self._stream)["text_embedding"]
+        return self._open(self._text).infer({"tokens": tokens}, self._stream)["text_embedding"]
 
     def run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
-        return self._gen.infer({"lr": lr, "text_embedding": text_embedding}, self._stream)["sr"]
+        return self._open(self._gen).infer({"lr": lr, "text_embedding": text_embedding}, self._stream)["sr"]
+
+    def close(self) -> None:
+        """Free both engines' buffers and the CUDA stream; safe to call twice."""
+        engines, self._text, self._gen = (self._text, self._gen), None, None
+        for engine in engines:
+            if engine is not None:
+                engine.close()
+        stream, self._stream = self._stream, 0
+        if stream:
+            _check(_cudart().cudaStreamDestroy(stream))
+
+    def __enter__(self) -> TrtBackend:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
