@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clipsr_runtime.cli_errors import OneLineErrorsCommand
+from clipsr_runtime.manifest import PRECISIONS
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Export a CLIP-SR model to ONNX / FP16 / TensorRT with a model.json manifest.")
@@ -23,34 +24,46 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 @app.command(cls=OneLineErrorsCommand)
 def export(
-    scale: int = typer.Option(16, help="4 | 8 | 16 (LR 64/32/16 px -> 256 px); must match the checkpoint."),
+    scale: Optional[int] = typer.Option(None, help="4 | 8 | 16 (LR 64/32/16 px -> 256 px). Without --checkpoint: "
+                                                   "the built-in demo of that scale (default 16); with one: only "
+                                                   "checked (the checkpoint records its scale)."),
     checkpoint: Optional[Path] = typer.Option(None, help="A clipsr checkpoint (default: the built-in demo)."),
     preset: Optional[str] = typer.Option(None, help="tiny | paper-b32: checked against the checkpoint, "
                                                     "or the preset of a --random model."),
     random: bool = typer.Option(False, "--random", help="Untrained model of --preset (benchmarks, tests)."),
     out: Optional[Path] = typer.Option(None, help="Model folder to write (default: ./<name>)."),
-    name: Optional[str] = typer.Option(None, help="Model name in model.json (default: checkpoint stem)."),
-    precision: str = typer.Option("fp32,fp16", help="Comma-separated precisions; fp32 is required."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model folder --out if it exists."),
+    name: Optional[str] = typer.Option(None, help="Model name in model.json (default: the checkpoint's stem, or "
+                                                  "a training run's folder name)."),
+    precision: str = typer.Option("fp32,fp16", help=f"Comma-separated, from {' | '.join(PRECISIONS)}; fp32 is "
+                                                    "required."),
     trt: bool = typer.Option(False, "--trt", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
     batch_max: int = typer.Option(4, help="Largest batch of the TensorRT profiles (the runtime's --batch)."),
     opset: int = typer.Option(18, help="ONNX opset."),
 ) -> None:
     """Write the model folder; fails (exit 1, nothing written) when ONNX and PyTorch disagree."""
-    _export(scale, checkpoint, preset, random, out, name, precision, trt, batch_max, opset)
+    _export(scale, checkpoint, preset, random, out, overwrite, name, precision, trt, batch_max, opset)
 
 
-def _export(scale: int, checkpoint: Path | None, preset: str | None, random: bool, out: Path | None,
-            name: str | None, precision: str, trt: bool, batch_max: int, opset: int) -> None:
+def _export(scale: int | None, checkpoint: Path | None, preset: str | None, random: bool, out: Path | None,
+            overwrite: bool, name: str | None, precision: str, trt: bool, batch_max: int, opset: int) -> None:
+    from clipsr.config import check_scale
     from clipsr_export.pipeline import ExportOptions, default_name, export_model, load_model
+    from clipsr_export.writer import check_destination
 
+    # Every check that can fail fast runs before the model loads: options, TensorRT, the destination.
     options = ExportOptions(precisions=tuple(dict.fromkeys(p.strip() for p in precision.split(",") if p.strip())),
-                            opset=opset, trt=trt, batch_max=batch_max, name=name)
-    if trt:  # before loading anything: a missing TensorRT is a quick, clear error
+                            opset=opset, trt=trt, batch_max=batch_max, overwrite=overwrite,
+                            name=name or default_name(checkpoint, preset, scale, random))
+    if scale is not None:
+        check_scale(scale)
+    if trt:
         from clipsr_export.tensorrt import require_tensorrt
 
         require_tensorrt()
+    folder = out or Path(options.name)
+    check_destination(folder, overwrite)
     model, source = load_model(checkpoint, preset, scale, random)
-    folder = out or Path(name or default_name(model, source))
     steps = options.steps()
     with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=_err, transient=True) as progress:
@@ -65,7 +78,7 @@ def _export(scale: int, checkpoint: Path | None, preset: str | None, random: boo
         _err.print(f"  {step:<32} {seconds:7.2f} s", markup=False)
     for prec, figures in result.manifest["parity"].items():
         _err.print(f"  parity {prec}: " + ", ".join(f"{k} {v:.7g}" if k == "text_cosine" else f"{k} {v:.3g}" for k, v in figures.items()), markup=False)
-    _err.print(f"wrote {result.folder} ({result.manifest['name']}, {scale}x, "
+    _err.print(f"wrote {result.folder} ({result.manifest['name']}, {result.manifest['scale']}x, "
                f"{', '.join(options.precisions)}{', TensorRT' if trt else ''})", markup=False)
 
 

@@ -4,7 +4,7 @@ Weights and most ops go to float16; the ops whose fp16 range or accumulation bre
 stay float32: LayerNorm (variance overflows fp16, a known TensorRT/CLIP problem), Softmax and every
 reduction, plus onnxconverter-common's own list of ops ONNX Runtime has no fp16 kernel for. Inputs and
 outputs stay float32, so the runtime feeds both precisions the same arrays. On CPU, ORT runs these
-graphs only at ORT_ENABLE_EXTENDED (`parity.ort_session` does that).
+graphs only at ORT_ENABLE_EXTENDED (`clipsr_runtime.backends.ort.session_options` does that).
 """
 from __future__ import annotations
 

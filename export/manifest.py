@@ -1,8 +1,10 @@
-"""`model.json`, the manifest of a model folder (the contract in docs/model-folder.md).
+"""`model.json`, the manifest of a model folder, written to the runtime's contract
+(`clipsr_runtime.manifest`, docs/model-folder.md): the format, version, stage names and precisions
+come from there, read at call time, so the writer follows the reader.
 
 Input/output shapes and dtypes are read back from the ONNX files rather than restated, so the manifest
 cannot disagree with the graphs; every file of the folder except model.json and engines/ is listed with
-its sha256 and size.
+its sha256 and size. The scale is stated once; the LR size is hr_size / scale.
 """
 from __future__ import annotations
 
@@ -12,15 +14,10 @@ from typing import Any
 
 import onnx
 
-# The runtime checks files with this digest: one implementation, on the reader's side.
+from clipsr_runtime import manifest as contract
 from clipsr_runtime.manifest import file_sha256 as sha256
 
-FORMAT = "clipsr-model"
-FORMAT_VERSION = 1
-MANIFEST = "model.json"
-ENGINES = "engines"
 VALUE_RANGE = (-1.0, 1.0)
-STAGES = ("text_encoder", "generator")
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
            onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64"}
 
@@ -28,7 +25,7 @@ _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16
 def file_entries(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file in `folder` except the manifest and the engines."""
     return {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
-            for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+            for p in sorted(folder.iterdir()) if p.is_file() and p.name != contract.MANIFEST}
 
 
 def graph_io(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -49,17 +46,19 @@ def graph_io(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str,
     return describe(graph.input), describe(graph.output)
 
 
-def build_manifest(folder: Path, *, name: str, preset: str, scale: int, lr_size: int, hr_size: int,
-                   opset: int, tokenizer: dict[str, Any], stage_files: dict[str, dict[str, str]],
+def build_manifest(folder: Path, *, name: str, preset: str, scale: int, hr_size: int, opset: int,
+                   tokenizer: dict[str, Any], stage_files: dict[str, dict[str, str]],
                    parity: dict[str, dict[str, float]], source: dict[str, Any],
                    engines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The manifest of the files now in `folder`; `stage_files` is stage -> precision -> file name."""
+    """The manifest of the files now in `folder`; `stage_files` is stage -> precision -> file name.
+    Checked against the runtime's schema before it is returned, so export cannot write a folder the
+    runtime refuses."""
     manifest: dict[str, Any] = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "preset": preset,
-        "scale": scale, "lr_size": lr_size, "hr_size": hr_size, "value_range": list(VALUE_RANGE),
-        "opset": opset, "tokenizer": tokenizer,
+        "format": contract.FORMAT, "format_version": contract.FORMAT_VERSION, "name": name, "preset": preset,
+        "scale": scale, "hr_size": hr_size, "value_range": list(VALUE_RANGE), "opset": opset,
+        "tokenizer": tokenizer,
     }
-    for stage in STAGES:
+    for stage in contract.STAGES:
         inputs, outputs = graph_io(folder / stage_files[stage]["fp32"])
         manifest[stage] = {"files": stage_files[stage], "inputs": inputs, "outputs": outputs}
     manifest["files"] = file_entries(folder)
@@ -67,10 +66,11 @@ def build_manifest(folder: Path, *, name: str, preset: str, scale: int, lr_size:
     manifest["source"] = source
     if engines:
         manifest["engines"] = engines
+    contract.parse_manifest(folder, manifest)
     return manifest
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
-    path = folder / MANIFEST
+    path = folder / contract.MANIFEST
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return path

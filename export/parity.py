@@ -1,6 +1,8 @@
-"""Does the exported pair of graphs compute what PyTorch computes? ONNX Runtime (CPU) against the
+"""Does the exported pair of graphs compute what PyTorch computes? The runtime's own ONNX Runtime
+backend (`clipsr_runtime.backends.ort.OrtBackend`, CPU: same session options, same feeds) against the
 PyTorch model on sample inputs, end to end as the runtime runs it: tokens -> ONNX text encoder ->
 its embedding -> ONNX generator -> SR, against `model.generator(lr, model.encode_text(tokens))`.
+What parity checks is what users run.
 
 Figures: `text_max_abs` and `text_cosine` (the smallest over the batch) for the text embedding,
 `sr_max_abs` for the raw SR output and `sr_psnr_db` between the two SR images clamped to the value
@@ -30,6 +32,7 @@ import torch
 from clipsr.config import HR_SIZE
 from clipsr.data.resize import bicubic_downsample, imresize
 from clipsr.model import CLIPSR
+from clipsr_runtime.backends.ort import OrtBackend
 
 SAMPLE_CAPTIONS = (
     "a small bird with a red crown and a short black beak",
@@ -103,21 +106,11 @@ def torch_outputs(model: CLIPSR, samples: Samples) -> Outputs:
     return Outputs(text.numpy(), sr.numpy())
 
 
-def ort_session(path: str | Path, precision: str):
-    """A CPU session; fp16 graphs need ORT_ENABLE_EXTENDED (the default level crashes on them)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if precision == "fp16":
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def onnx_outputs(text_encoder: str | Path, generator: str | Path, samples: Samples, precision: str) -> Outputs:
-    """What ONNX Runtime computes, end to end as the runtime does it."""
-    text = ort_session(text_encoder, precision).run(["text_embedding"], {"tokens": samples.tokens})[0]
-    sr = ort_session(generator, precision).run(["sr"], {"lr": samples.lr, "text_embedding": text})[0]
-    return Outputs(text, sr)
+    """What the runtime's CPU backend computes from these graphs."""
+    with OrtBackend(Path(text_encoder), Path(generator), "ort-cpu", precision) as backend:
+        text = backend.run_text(samples.tokens)
+        return Outputs(text, backend.run_generator(samples.lr, text))
 
 
 def compare(reference: Outputs, actual: Outputs) -> dict[str, float]:

@@ -16,13 +16,18 @@ import open_clip
 import torch
 
 from clipsr.checkpoint import DEMO_CHECKPOINT, load_checkpoint
-from clipsr.config import HR_SIZE
+from clipsr.config import HR_SIZE, check_scale
 from clipsr.model import CLIPSR, build_model
+from clipsr.trainer import CHECKPOINT_FILE
 from clipsr_export import fp16, onnx_export, parity, tensorrt
-from clipsr_export.manifest import ENGINES, STAGES, build_manifest, sha256, write_manifest
+from clipsr_export.manifest import build_manifest, sha256, write_manifest
 from clipsr_export.writer import staged_folder
+from clipsr_runtime import manifest as contract
+from clipsr_runtime.backends import tensorrt as runtime_trt
 
-PRECISIONS = ("fp32", "fp16")
+DEFAULT_SCALE = 16
+DEMO_SCALE = 16  # the scale of the built-in demo checkpoint
+TRAIN_CONFIG = "train_config.json"  # marks a training run folder
 VOCAB = "bpe_simple_vocab_16e6.txt.gz"
 FILES = {"fp32": "{stage}.onnx", "fp16": "{stage}.fp16.onnx"}
 # Progress step names (the CLI's bar counts them)
@@ -40,20 +45,23 @@ class ExportOptions:
     trt: bool = False
     batch_max: int = 4  # the runtime's default --batch, so its TensorRT backend finds these engines
     name: str | None = None
+    overwrite: bool = False  # replace an existing model folder at the destination
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.precisions if p not in PRECISIONS]
+        unknown = [p for p in self.precisions if p not in contract.PRECISIONS]
         if unknown or "fp32" not in self.precisions:
-            raise ValueError(f"precisions must include fp32 and come from {', '.join(PRECISIONS)}, "
+            raise ValueError(f"precisions must include fp32 and come from {', '.join(contract.PRECISIONS)}, "
                              f"got {','.join(self.precisions)}")
         if not 13 <= self.opset <= 21:
             raise ValueError(f"opset must be between 13 and 21 (18 recommended), got {self.opset}")
         if self.batch_max < 1:
             raise ValueError(f"batch-max must be >= 1, got {self.batch_max}")
+        if self.name is not None:
+            contract.check_name(self.name)
 
     def steps(self) -> list[str]:
         """Names of the steps `export_model` reports, in order (for progress bars)."""
-        steps = [STEP_ONNX[stage] for stage in STAGES]
+        steps = [STEP_ONNX[stage] for stage in contract.STAGES]
         steps += [STEP_FP16] * ("fp16" in self.precisions)
         steps += [STEP_PARITY.format(p) for p in self.precisions]
         steps += [STEP_TRT.format(p) for p in self.precisions] * self.trt
@@ -67,20 +75,31 @@ class ExportResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def load_model(checkpoint: str | Path | None, preset: str | None, scale: int, random: bool) -> tuple[CLIPSR, str]:
+def demo_checkpoint(scale: int) -> Path:
+    """The built-in demo checkpoint of `scale`; a clear error when there is none yet."""
+    check_scale(scale)
+    if scale != DEMO_SCALE:
+        raise ValueError(f"there is no built-in {scale}x demo model (built in: {DEMO_SCALE}x): pass "
+                         "--checkpoint PATH (or --random for an untrained model)")
+    if not DEMO_CHECKPOINT.is_file():
+        raise FileNotFoundError(f"the built-in demo checkpoint {DEMO_CHECKPOINT} does not exist yet: pass "
+                                "--checkpoint PATH (or --random for an untrained model)")
+    return DEMO_CHECKPOINT
+
+
+def load_model(checkpoint: str | Path | None, preset: str | None, scale: int | None,
+               random: bool) -> tuple[CLIPSR, str]:
     """The model to export and a description of its source for the manifest.
 
-    A checkpoint (or, without one, the built-in demo checkpoint); `random` builds an untrained model of
-    `preset` (benchmarks and tests only; CLIP weights random too, nothing is downloaded)."""
+    A checkpoint carries its own scale: `scale`, when given, is only checked against it. Without a
+    checkpoint, the built-in demo of `scale` (default 16x); `random` builds an untrained model of
+    `preset` at `scale` (benchmarks and tests only; CLIP weights random too, nothing is downloaded)."""
     if random:
         if checkpoint is not None:
             raise ValueError("--random and --checkpoint exclude each other")
         torch.manual_seed(0)
-        return build_model(preset or "tiny", scale, **{"clip.pretrained": None}).eval(), "random"
-    path = Path(checkpoint) if checkpoint is not None else DEMO_CHECKPOINT
-    if checkpoint is None and not path.is_file():
-        raise FileNotFoundError(f"the built-in demo checkpoint {path} does not exist yet: pass "
-                                "--checkpoint PATH (or --random for an untrained model)")
+        return build_model(preset or "tiny", scale or DEFAULT_SCALE, **{"clip.pretrained": None}).eval(), "random"
+    path = Path(checkpoint) if checkpoint is not None else demo_checkpoint(scale or DEFAULT_SCALE)
     return load_checkpoint(path, preset=preset, scale=scale).eval(), str(path)
 
 
@@ -91,9 +110,22 @@ def _source(source: str) -> dict[str, str]:
     return {"checkpoint": Path(source).name, "checkpoint_sha256": sha256(Path(source))}
 
 
-def default_name(model: CLIPSR, source: str) -> str:
-    cfg = model.config
-    return f"random-{cfg.preset}-x{cfg.generator.scale}" if source == "random" else Path(source).stem
+def default_name(checkpoint: str | Path | None, preset: str | None, scale: int | None, random: bool) -> str:
+    """The model's name (and default output folder), known before the model loads: the checkpoint's
+    stem, or for a training run's checkpoint the run folder's name."""
+    if random:
+        return f"random-{preset or 'tiny'}-x{scale or DEFAULT_SCALE}"
+    path = Path(checkpoint) if checkpoint is not None else DEMO_CHECKPOINT
+    if path.stem != Path(CHECKPOINT_FILE).stem:
+        return path.stem
+    path = path.absolute()
+    run = next((p for p in path.parents if (p / TRAIN_CONFIG).is_file()), path.parent)
+    return run.name
+
+
+def _model_name(model: CLIPSR, source: str) -> str:
+    return default_name(None if source == "random" else source, model.config.preset, model.scale,
+                        source == "random")
 
 
 def vocab_file() -> Path:
@@ -146,7 +178,8 @@ class _Steps:
 
 def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = ExportOptions(), source: str = "random",
                  on_step: Callable[[str], None] | None = None) -> ExportResult:
-    """Export `model` into the model folder `out` (replacing an earlier export there, atomically).
+    """Export `model` into the model folder `out` (with `options.overwrite`, replacing an earlier export
+    there, atomically).
 
     Raises ParityError when ONNX Runtime disagrees with PyTorch beyond `parity.THRESHOLDS`,
     TensorRTUnavailableError for `trt` without TensorRT, OutputError for an unwritable `out`;
@@ -158,18 +191,18 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
     samples = parity.sample_inputs(model)
     reference = parity.torch_outputs(model, samples)
     step = _Steps(on_step)
-    with staged_folder(out) as folder:
-        files = {stage: {p: FILES[p].format(stage=stage) for p in options.precisions} for stage in STAGES}
+    with staged_folder(out, options.overwrite) as folder:
+        files = {stage: {p: FILES[p].format(stage=stage) for p in options.precisions} for stage in contract.STAGES}
         specs = {"text_encoder": onnx_export.text_encoder_spec(model, torch.from_numpy(samples.tokens)),
                  "generator": onnx_export.generator_spec(model, torch.from_numpy(samples.lr),
                                                          torch.from_numpy(reference.text_embedding))}
         exporter = {}
-        for stage in STAGES:
+        for stage in contract.STAGES:
             with step(STEP_ONNX[stage]):
                 exporter[stage] = onnx_export.export_graph(specs[stage], folder / files[stage]["fp32"], options.opset)
         if "fp16" in options.precisions:
             with step(STEP_FP16):
-                for stage in STAGES:
+                for stage in contract.STAGES:
                     fp16.convert_fp16(folder / files[stage]["fp32"], folder / files[stage]["fp16"])
         figures = {}
         for precision in options.precisions:
@@ -186,8 +219,8 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
         with step(STEP_MANIFEST):
             cfg = model.config
             manifest = build_manifest(
-                folder, name=options.name or default_name(model, source), preset=cfg.preset,
-                scale=cfg.generator.scale, lr_size=cfg.generator.lr_size, hr_size=HR_SIZE, opset=options.opset,
+                folder, name=options.name or _model_name(model, source), preset=cfg.preset,
+                scale=cfg.generator.scale, hr_size=HR_SIZE, opset=options.opset,
                 tokenizer=tokenizer, stage_files=files, parity=figures,
                 source={**_source(source), **_versions(), "exporter": exporter}, engines=engines)
             write_manifest(folder, manifest)
@@ -199,12 +232,12 @@ def _build_engines(model: CLIPSR, folder: Path, files: dict[str, dict[str, str]]
     """Both stages' engines at one precision, named by the runtime's cache key."""
     built = []
     timing_cache = tensorrt.default_timing_cache(trt_version, gpu)
-    for stage in STAGES:
+    for stage in contract.STAGES:
         onnx_path = folder / files[stage][precision]
-        shapes = tensorrt.profile_shapes(stage, batch_max, model.config.generator.lr_size,
-                                         model.text_encoder.embed_dim, model.text_encoder.context_length)
+        shapes = runtime_trt.profile_shapes(stage, batch_max, model.config.generator.lr_size,
+                                            model.text_encoder.embed_dim, model.text_encoder.context_length)
         key = tensorrt.engine_cache_key(sha256(onnx_path), trt_version, gpu, precision, shapes)
-        name = f"{ENGINES}/{tensorrt.engine_file_name(stage, key)}"
+        name = f"{contract.ENGINES}/{tensorrt.engine_file_name(stage, key)}"
         tensorrt.build_engine(onnx_path, folder / name, shapes, timing_cache)
         built.append({"stage": stage, "precision": precision, "file": name, "key": key, "tensorrt": trt_version,
                       "gpu": gpu, "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}})

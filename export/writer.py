@@ -1,6 +1,7 @@
 """All-or-nothing output folders: everything is written into a hidden temporary folder next to the
 destination and renamed into place at the end, so a failed or interrupted export leaves nothing
-half-written, and an earlier export in the destination stays intact until the new one is complete.
+half-written. An existing model folder is replaced only when asked (`overwrite`), and stays intact
+until the new one is complete; a folder that is not a model is never replaced.
 """
 from __future__ import annotations
 
@@ -11,30 +12,36 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from clipsr_export.manifest import MANIFEST
+from clipsr_runtime.manifest import MANIFEST
 
 
 class OutputError(ValueError):
     """The destination folder cannot be written or would overwrite something that is not a model."""
 
 
-def check_destination(dest: Path) -> None:
-    """A destination must be absent, an empty folder, or an earlier model folder (replaced whole)."""
+def check_destination(dest: Path, overwrite: bool = False) -> None:
+    """A destination must be absent, an empty folder, or (with `overwrite`) an earlier model folder,
+    which is then replaced whole. Cheap: run it before any slow work."""
+    dest = Path(dest).absolute()
     if dest.exists() and not dest.is_dir():
         raise OutputError(f"output {dest} exists and is not a folder")
     blocker = next(p for p in dest.parents if p.exists())
     if not blocker.is_dir():
         raise OutputError(f"cannot write to {dest}: {blocker} is a file, not a folder")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST).is_file():
+    if not dest.is_dir() or not any(dest.iterdir()):
+        return
+    if not (dest / MANIFEST).is_file():
         raise OutputError(f"output folder {dest} is not empty and holds no {MANIFEST}: "
                           "refusing to replace it (choose another --out)")
+    if not overwrite:
+        raise OutputError(f"output folder {dest} already holds a model: pass --overwrite to replace it")
 
 
 @contextlib.contextmanager
-def staged_folder(dest: str | Path) -> Iterator[Path]:
+def staged_folder(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder; on success it becomes `dest`, on any error it is removed."""
     dest = Path(dest).absolute()
-    check_destination(dest)
+    check_destination(dest, overwrite)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))

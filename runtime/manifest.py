@@ -136,6 +136,14 @@ def _plain_name(value: Any, where: str) -> str:
     return value
 
 
+def check_name(name: str) -> str:
+    """A model name the contract accepts (the writer checks it before any work), else ValueError."""
+    try:
+        return _plain_name(name, "model name")
+    except _Invalid as exc:
+        raise ValueError(str(exc)) from None
+
+
 # --- the schema -----------------------------------------------------------------------------------
 
 def _tensor(raw: Any, where: str, dtype: str, rank: int) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from clipsr_export.cli import app
 from clipsr_export.manifest import sha256
 from clipsr_export.pipeline import ExportOptions, export_model
 from clipsr_runtime.backends import tensorrt as runtime_trt
+from clipsr_runtime.backends.ort import OrtBackend
 from clipsr_runtime.manifest import load_manifest, verify_files
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -62,7 +63,7 @@ def tiny_export(scale: int, base: Path) -> Exported:
         assert steps == options.steps() == list(result.seconds)  # what a progress bar relies on
         return Exported(model, folder, None, "")
     ckpt = save_checkpoint(model, base / "tiny-x16.safetensors")
-    code, log = _cli("--scale", 16, "--checkpoint", ckpt, "--out", folder)
+    code, log = _cli("--checkpoint", ckpt, "--out", folder)  # the scale comes from the checkpoint
     assert code == 0, log
     return Exported(load_checkpoint(ckpt).eval(), folder, ckpt, log)
 
@@ -159,12 +160,12 @@ def test_fp16_block_list_keeps_layernorm_softmax_and_reductions():
 
 
 def test_engine_profiles_and_keys_differ_per_stage_and_gpu():
-    shapes = tensorrt.profile_shapes("generator", 4, 16, 64)
+    shapes = runtime_trt.profile_shapes("generator", 4, 16, 64, 77)
     assert shapes == {"lr": ((1, 3, 16, 16), (2, 3, 16, 16), (4, 3, 16, 16)),
                       "text_embedding": ((1, 64), (2, 64), (4, 64))}
     cases = [("a" * 64, "10.7.0", "NVIDIA H100", "fp16", shapes),
-             ("b" * 64, "11.0.1", "NVIDIA A10", "fp32", tensorrt.profile_shapes("text_encoder", 8, 16, 512)),
-             ("c" * 64, "10.7.0", "NVIDIA H100", "fp16", tensorrt.profile_shapes("generator", 1, 64, 512))]
+             ("b" * 64, "11.0.1", "NVIDIA A10", "fp32", runtime_trt.profile_shapes("text_encoder", 8, 16, 512, 77)),
+             ("c" * 64, "10.7.0", "NVIDIA H100", "fp16", runtime_trt.profile_shapes("generator", 1, 64, 512, 77))]
     keys = set()
     for case in cases:
         key = tensorrt.engine_cache_key(*case)
@@ -178,8 +179,8 @@ def test_trt_without_tensorrt_is_a_clear_error_and_writes_nothing(tmp_path):
     out = tmp_path / "model"
     code, output = _cli("--random", "--preset", "tiny", "--out", out, "--trt")
     assert code == 1
-    assert _error_lines(output) == ["error: --trt needs TensorRT, which is not installed (pip install "
-                                    "'clipsr[trt]' where NVIDIA's package index is reachable)"]
+    assert _error_lines(output) == ["error: --trt needs TensorRT and a CUDA GPU: tensorrt is not installed "
+                                    "(pip install 'clipsr[trt]' gives tensorrt)"]
     assert not out.exists()
 
 
@@ -276,7 +277,7 @@ def test_failure_midway_leaves_nothing_and_keeps_the_earlier_export(x16, tmp_pat
 
     monkeypatch.setattr(onnx_export, "export_graph", fail_on_generator)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        export_model(x16.model, dest, ExportOptions(precisions=("fp32",)))
+        export_model(x16.model, dest, ExportOptions(precisions=("fp32",), overwrite=True))
     assert {p.name: sha256(p) for p in dest.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging folder left
 
@@ -301,7 +302,8 @@ def test_legacy_exporter_is_the_fallback_when_dynamo_fails(x16, tmp_path, monkey
     path = tmp_path / "text.onnx"
     assert onnx_export.export_graph(onnx_export.text_encoder_spec(x16.model, torch.from_numpy(samples.tokens)),
                                     path) == "legacy"
-    ours = parity.ort_session(path, "fp32").run(["text_embedding"], {"tokens": samples.tokens[:1]})[0]
+    with OrtBackend(path, x16.folder / "generator.onnx") as backend:
+        ours = backend.run_text(samples.tokens[:1])
     expected = x16.model.encode_text(torch.from_numpy(samples.tokens[:1])).numpy()
     assert np.abs(ours - expected).max() < parity.THRESHOLDS["fp32"].text_max_abs
     monkeypatch.setattr(onnx_export, "_export_legacy", broken)
