@@ -302,3 +302,47 @@ def test_upscale_of_a_path_refuses_from_the_header(model, tmp_path, monkeypatch)
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded before the size check"))
     with pytest.raises(ValueError, match="over the limit"):
         Upscaler(model, backend="ort-cpu", max_output_pixels=100 * 100).upscale(tmp_path / "big.png", "a bird")
+
+
+# --- choices and lifetime ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option, value", [("fit", "bogus"), ("backend", "cuda"), ("precision", "int3")])
+def test_choices_are_checked_before_the_model_loads(tmp_path, option, value):
+    with pytest.raises(ValueError, match=f"{option} must be one of .*, got '{value}'"):
+        Upscaler(tmp_path / "not-a-model", **{option: value})  # the choice, not the missing folder, is reported
+
+
+def test_upscaler_and_ort_backend_close_as_context_managers(model):
+    from clipsr_runtime.backends import BackendClosedError
+
+    with Upscaler(model, backend="ort-cpu") as up:
+        assert up.upscale(np.zeros((16, 16, 3), np.uint8), "a bird").size == (64, 64)
+    with pytest.raises(BackendClosedError, match="ort-cpu backend was closed"):
+        up.backend.run_generator(np.zeros((1, 3, 16, 16), np.float32), np.zeros((1, 8), np.float32))
+    up.close()  # twice is fine
+
+
+def test_trt_backend_close_frees_buffers_and_stream(monkeypatch):
+    from clipsr_runtime.backends import BackendClosedError
+    from clipsr_runtime.backends import tensorrt as trt_backend
+
+    freed, destroyed = [], []
+    fake = type("FakeCudart", (), {"cudaFree": staticmethod(lambda ptr: freed.append(ptr) or (0,)),
+                                   "cudaStreamDestroy": staticmethod(lambda s: destroyed.append(s) or (0,))})
+    monkeypatch.setattr(trt_backend, "_cudart", lambda: fake)
+    engines = []
+    for buffers in ({"tokens": (11, 64), "text_embedding": (12, 32)}, {"lr": (21, 64), "sr": (22, 64)}):
+        engine = object.__new__(trt_backend.TrtEngine)
+        engine.buffers, engine.engine, engine.context = dict(buffers), "engine", "context"
+        engines.append(engine)
+    backend = object.__new__(trt_backend.TrtBackend)
+    backend.name, backend.precision, backend._stream = "trt", "fp32", 99
+    backend._text, backend._gen = engines
+    with backend:
+        pass
+    assert sorted(freed) == [11, 12, 21, 22] and destroyed == [99]
+    assert all(e.buffers == {} and e.context is None and e.engine is None for e in engines)
+    backend.close()
+    assert len(freed) == 4 and destroyed == [99]  # nothing freed twice
+    with pytest.raises(BackendClosedError, match="trt backend was closed"):
+        backend.run_text(np.zeros((1, 77), np.int32))
