@@ -330,3 +330,37 @@ def test_export_from_a_source_checkout_records_that_no_version_is_installed():
 
     assert _installed_version("onnx") == onnx.__version__
     assert _installed_version("clipsr-not-a-distribution") == "not installed (source checkout)"
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "model-folder.md"
+
+
+def documented_example(manifest: dict) -> dict:
+    """What docs/model-folder.md shows of a real export: digests, sizes, parity figures and versions
+    (which change with every build) replaced by placeholders; everything else as written."""
+    shown = copy.deepcopy(manifest)
+    shown["files"] = {name: {"sha256": "<sha256>", "bytes": "<bytes>"} for name in shown["files"]}
+    shown["parity"] = {p: {k: "<float>" for k in figures} for p, figures in shown["parity"].items()}
+    shown["source"] = {k: f"<{k}>" for k in shown["source"]}
+    return shown
+
+
+def compact_json(value, indent: int = 0) -> str:
+    """JSON with every object or list of scalars (or of such small lists) on one line, as the doc shows it."""
+    flat = json.dumps(value)
+    if not isinstance(value, (dict, list)) or len(flat) + indent <= 100:
+        return flat
+    pad = " " * (indent + 2)
+    if isinstance(value, list):
+        return "[\n" + ",\n".join(pad + compact_json(v, indent + 2) for v in value) + "\n" + " " * indent + "]"
+    return ("{\n" + ",\n".join(f"{pad}{json.dumps(k)}: {compact_json(v, indent + 2)}" for k, v in value.items())
+            + "\n" + " " * indent + "}")
+
+
+def test_the_documented_model_json_is_what_export_writes(x16):
+    import re
+
+    example = re.search(r"```json\n(.*?)\n```", DOC.read_text(), re.S)
+    assert example, f"{DOC} has no ```json example"
+    shown = documented_example(json.loads((x16.folder / "model.json").read_text()))
+    assert json.loads(example.group(1)) == shown, f"regenerate the example in {DOC}:\n{compact_json(shown)}"
