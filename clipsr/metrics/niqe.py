@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import gamma
 
+from clipsr.atomic import atomic_write
 from clipsr.data.resize import imresize
 from clipsr.metrics.image import rgb_to_y, to_float255
 
@@ -155,6 +155,4 @@ def _download(url: str, target: Path, sha256: str) -> None:
                            f"{PARAMS_ENV}") from error
     if hashlib.sha256(payload).hexdigest() != sha256:
         raise ValueError(f"the file downloaded from {url} does not match sha256 {sha256}")
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-        handle.write(payload)
-    os.replace(handle.name, target)
+    atomic_write(target, lambda tmp: tmp.write_bytes(payload))

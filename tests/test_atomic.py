@@ -1,0 +1,50 @@
+"""One atomic-write helper per package (clipsr.atomic, clipsr_runtime.atomic; the export writes whole
+folders through its staged writer), and the runtime's helper keeps its promise."""
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+
+from clipsr_runtime.atomic import atomic_write
+
+ROOT = Path(__file__).resolve().parents[1]
+RENAMES = {("os", "replace"), ("os", "rename"), ("tempfile", "mkstemp"), ("tempfile", "NamedTemporaryFile")}
+
+
+def _renaming_modules(package: str) -> set[str]:
+    """Modules of a package that call os.replace/os.rename or make temporary files themselves."""
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and isinstance(node.func.value, ast.Name) and (node.func.value.id, node.func.attr) in RENAMES:
+                found.add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+@pytest.mark.parametrize("package, allowed", [("clipsr", {"clipsr/atomic.py"}),
+                                              ("runtime", {"runtime/atomic.py"}),
+                                              ("export", {"export/writer.py"})])
+def test_each_package_has_one_atomic_write_helper(package, allowed):
+    assert _renaming_modules(package) == allowed
+
+
+def test_runtime_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path):
+    target = tmp_path / "engine.bin"
+    target.write_bytes(b"old")
+
+    def fail(fh):
+        fh.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(target, fail)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["engine.bin"]
+    atomic_write(target, lambda fh: fh.write(b"new"))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["engine.bin"]
