@@ -1,4 +1,4 @@
-"""benchmarks/runtime.py: the --quick CPU run end to end (the JSON the issue asks for, sane values),
+"""benchmarks/runtime.py: the --quick CPU run end to end (the JSON it promises, sane values),
 plus the pieces whose arithmetic is easy to get wrong."""
 from __future__ import annotations
 

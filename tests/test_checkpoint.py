@@ -1,4 +1,4 @@
-"""Safe checkpoints (issues 2, 3, 5): round trip, fp16 storage, and clear errors."""
+"""Safe checkpoints: round trip, fp16 storage, and clear errors."""
 from __future__ import annotations
 
 import pytest

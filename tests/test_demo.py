@@ -1,4 +1,4 @@
-"""The built-in demo (issue 4): the shipped model folder is the export of the shipped checkpoint, and the
+"""The built-in demo: the shipped model folder is the export of the shipped checkpoint, and the
 torch-free runtime upscales the README's example as PyTorch does."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""clipsr-eval (issue 3): a checkpoint on a few SynthBirds test images -> table, JSON, CSV and a grid."""
+"""clipsr-eval: a checkpoint on a few SynthBirds test images -> table, JSON, CSV and a grid."""
 from __future__ import annotations
 
 import json

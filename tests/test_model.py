@@ -1,4 +1,4 @@
-"""The CLIP-SR model (issue 2): shapes at every scale, the TIFBlock, the live CLIP-ViT branch, text
+"""The CLIP-SR model: shapes at every scale, the TIFBlock, the live CLIP-ViT branch, text
 reaching the image, and clear errors."""
 from __future__ import annotations
 

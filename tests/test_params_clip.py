@@ -1,4 +1,4 @@
-"""Parameter accounting and CLIP loading (issue 2)."""
+"""Parameter accounting and CLIP loading."""
 from __future__ import annotations
 
 import time

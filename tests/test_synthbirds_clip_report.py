@@ -1,4 +1,4 @@
-"""What a CLIP knows of SynthBirds (issue 4): zero-shot retrieval and the text probe of F_T."""
+"""What a CLIP knows of SynthBirds: zero-shot retrieval and the text probe of F_T."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""clipsr-train (issue 3): exact resume, reproducible seeds, DDP over two gloo processes, the CLIP stage,
+"""clipsr-train: exact resume, reproducible seeds, DDP over two gloo processes, the CLIP stage,
 and clear CLI errors. Tiny preset, SynthBirds, a handful of steps."""
 from __future__ import annotations
 
