@@ -16,7 +16,8 @@ from .config import ModelConfig
 from .model import CLIPSR
 
 FORMAT = "clipsr-checkpoint"
-# The built-in demo model, trained on SynthBirds (clipsr/demo/MODEL_CARD.md); `clipsr-export` uses it when given no checkpoint.
+# The built-in demo model, trained on SynthBirds (clipsr/demo/MODEL_CARD.md); `clipsr-export` uses it
+# when given no checkpoint.
 DEMO_CHECKPOINT = Path(__file__).parent / "demo" / "synthbirds-tiny-x16.safetensors"
 VERSION = "1"
 

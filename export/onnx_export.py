@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from clipsr.model import CLIPSR
+from clipsr_runtime import manifest as contract
 
 DEFAULT_OPSET = 18
 
@@ -43,14 +44,20 @@ class GraphSpec:
     output_names: tuple[str, ...]
 
 
+def _io_names(stage: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The stage's input and output names, in the order of the module's arguments: the runtime's."""
+    io = contract.STAGE_IO[stage]
+    return tuple(io["inputs"]), tuple(io["outputs"])
+
+
 def text_encoder_spec(model: CLIPSR, tokens: torch.Tensor) -> GraphSpec:
     """tokens (B,77) int32 -> text_embedding (B,D)."""
-    return GraphSpec(_PooledText(model).eval(), (tokens.to(torch.int32),), ("tokens",), ("text_embedding",))
+    return GraphSpec(_PooledText(model).eval(), (tokens.to(torch.int32),), *_io_names("text_encoder"))
 
 
 def generator_spec(model: CLIPSR, lr: torch.Tensor, text_embedding: torch.Tensor) -> GraphSpec:
     """lr (B,3,h,w), text_embedding (B,D) -> sr (B,3,256,256)."""
-    return GraphSpec(model.generator.eval(), (lr, text_embedding), ("lr", "text_embedding"), ("sr",))
+    return GraphSpec(model.generator.eval(), (lr, text_embedding), *_io_names("generator"))
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ DEFAULT_SCALE = 16
 DEMO_SCALE = 16  # the scale of the built-in demo checkpoint
 TRAIN_CONFIG = "train_config.json"  # marks a training run folder
 VOCAB = "bpe_simple_vocab_16e6.txt.gz"
-FILES = {"fp32": "{stage}.onnx", "fp16": "{stage}.fp16.onnx"}
 # Progress step names (the CLI's bar counts them)
 STEP_ONNX = {"text_encoder": "text encoder -> ONNX", "generator": "generator -> ONNX"}
 STEP_FP16 = "FP16 conversion"
@@ -128,6 +127,11 @@ def _model_name(model: CLIPSR, source: str) -> str:
                         source == "random")
 
 
+def onnx_file(stage: str, precision: str) -> str:
+    """text_encoder.onnx for fp32, text_encoder.fp16.onnx for fp16 (and so on for any precision)."""
+    return f"{stage}.onnx" if precision == "fp32" else f"{stage}.{precision}.onnx"
+
+
 def vocab_file() -> Path:
     path = Path(open_clip.__file__).parent / VOCAB
     if not path.is_file():
@@ -192,7 +196,7 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
     reference = parity.torch_outputs(model, samples)
     step = _Steps(on_step)
     with staged_folder(out, options.overwrite) as folder:
-        files = {stage: {p: FILES[p].format(stage=stage) for p in options.precisions} for stage in contract.STAGES}
+        files = {stage: {p: onnx_file(stage, p) for p in options.precisions} for stage in contract.STAGES}
         specs = {"text_encoder": onnx_export.text_encoder_spec(model, torch.from_numpy(samples.tokens)),
                  "generator": onnx_export.generator_spec(model, torch.from_numpy(samples.lr),
                                                          torch.from_numpy(reference.text_embedding))}

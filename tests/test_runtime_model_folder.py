@@ -132,8 +132,12 @@ def _linked_copy(folder: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("key, value, message", CASES, ids=[f"{'.'.join(k) if isinstance(k, tuple) else k}={'del' if v is _DELETE else repr(v)}"[:60]
-                              for k, v, _ in CASES])
+def _case_id(key, value) -> str:
+    name = ".".join(key) if isinstance(key, tuple) else key
+    return f"{name}={'del' if value is _DELETE else repr(value)}"[:60]
+
+
+@pytest.mark.parametrize("key, value, message", CASES, ids=[_case_id(k, v) for k, v, _ in CASES])
 def test_malformed_manifest_is_one_clear_error_at_load(valid, tmp_path, key, value, message):
     import re
 

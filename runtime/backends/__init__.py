@@ -9,7 +9,8 @@ from clipsr_runtime.manifest import Manifest
 
 BACKENDS = ("auto", "ort", "trt", "ort-cpu", "ort-cuda", "ort-trt")
 
-__all__ = ["BACKENDS", "Backend", "BackendClosedError", "BackendUnavailableError", "create_backend", "resolve_backend_name"]
+__all__ = ["BACKENDS", "Backend", "BackendClosedError", "BackendUnavailableError", "create_backend",
+           "resolve_backend_name"]
 
 
 def resolve_backend_name(backend: str) -> str:
