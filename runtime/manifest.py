@@ -34,6 +34,10 @@ STAGE_IO = {
 }
 DEFAULT_CONTEXT_LENGTH = 77
 MIN_CONTEXT_LENGTH = 2  # start- and end-of-text tokens
+# Upper bounds far above any CLIP-SR model, so a hostile folder cannot make the runtime allocate gigabytes.
+MAX_CONTEXT_LENGTH = 4096
+MAX_SCALE = 64
+MAX_HR_SIZE = 8192
 MAX_MANIFEST_BYTES = 1 << 24
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -111,11 +115,23 @@ def _take(raw: dict, key: str, where: str, expected: type | tuple[type, ...], *,
     return value
 
 
-def _int(raw: dict, key: str, where: str, minimum: int, *, optional: bool = False) -> int | None:
+def _int(raw: dict, key: str, where: str, minimum: int, maximum: int | None = None, *,
+         optional: bool = False) -> int | None:
     value = _take(raw, key, where, int, optional=optional)
-    if value is not None and value < minimum:
-        raise _Invalid(f"{where}{key} must be >= {minimum}, got {value}")
+    if value is not None and (value < minimum or maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise _Invalid(f"{where}{key} must be {bounds}, got {value}")
     return value
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that fits a float and is finite (a huge integer does not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _relative_path(value: Any, where: str) -> str:
@@ -181,8 +197,8 @@ def _tokenizer(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise _Invalid(f"tokenizer must be an object, got {_kind(raw)}")
     tok = {"vocab": _relative_path(_take(raw, "vocab", "tokenizer.", str), "tokenizer.vocab"),
-           "context_length": _int(raw, "context_length", "tokenizer.", MIN_CONTEXT_LENGTH, optional=True)
-           or DEFAULT_CONTEXT_LENGTH}
+           "context_length": _int(raw, "context_length", "tokenizer.", MIN_CONTEXT_LENGTH, MAX_CONTEXT_LENGTH,
+                                  optional=True) or DEFAULT_CONTEXT_LENGTH}
     for key in ("sot_token", "eot_token"):
         value = _int(raw, key, "tokenizer.", 0, optional=True)
         if value is not None:
@@ -194,8 +210,7 @@ def _tokenizer(raw: Any) -> dict[str, Any]:
 
 def _value_range(raw: dict) -> tuple[float, float]:
     pair = _take(raw, "value_range", "", list)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                             for v in pair) or not pair[0] < pair[1]:
+    if len(pair) != 2 or not all(_finite(v) for v in pair) or not pair[0] < pair[1]:
         raise _Invalid(f"value_range must be two finite numbers [low, high] with low < high, got {pair}")
     return float(pair[0]), float(pair[1])
 
@@ -248,11 +263,11 @@ def _parse(root: Path, raw: Any) -> Manifest:
     if raw.get("format") != FORMAT:
         raise _Invalid(f"model.json 'format' must be '{FORMAT}'")
     version = raw.get("format_version")
-    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise _Invalid(f"format_version {version!r} is not supported (this runtime reads "
                        f"{', '.join(map(str, READABLE_VERSIONS))})")
-    scale = _int(raw, "scale", "", 1)
-    hr_size = _int(raw, "hr_size", "", 1)
+    scale = _int(raw, "scale", "", 1, MAX_SCALE)
+    hr_size = _int(raw, "hr_size", "", 1, MAX_HR_SIZE)
     if hr_size % scale:
         raise _Invalid(f"scale {scale} does not divide hr_size {hr_size}")
     lr_size = _int(raw, "lr_size", "", 1, optional=version >= 2)

@@ -77,12 +77,15 @@ CASES = [
     ("scale", "4", "scale must be an integer, got a string"),
     ("scale", 4.0, "scale must be an integer, got a number"),
     ("scale", True, "scale must be an integer, got a boolean"),
-    ("scale", 0, "scale must be >= 1, got 0"),
-    ("hr_size", -64, "hr_size must be >= 1"),
+    ("scale", 0, "scale must be between 1 and 64, got 0"),
+    ("hr_size", -64, "hr_size must be between 1 and 8192"),
+    ("hr_size", 2**40, "hr_size must be between 1 and 8192"),
+    ("format_version", 2.0, "format_version 2.0 is not supported"),
     ("format_version", True, "format_version True is not supported"),
     ("format_version", "2", "format_version '2' is not supported"),
     ("name", 7, "name must be a string"),
-    ("tokenizer.context_length", 0, "tokenizer.context_length must be >= 2, got 0"),
+    ("tokenizer.context_length", 0, "tokenizer.context_length must be between 2 and 4096, got 0"),
+    ("tokenizer.context_length", 10**12, "tokenizer.context_length must be between 2 and 4096"),
     ("tokenizer.context_length", 5, "context_length 5 does not match the text encoder's tokens shape"),
     ("tokenizer.context_length", "77", "tokenizer.context_length must be an integer"),
     ("tokenizer.eot_token", -1, "tokenizer.eot_token must be >= 0"),
@@ -113,6 +116,7 @@ CASES = [
     ("value_range", ["a", "b"], "value_range must be two finite numbers"),
     ("value_range", [math.nan, 1.0], "value_range must be two finite numbers"),
     ("value_range", [1.0, -1.0], "value_range must be two finite numbers"),
+    ("value_range", [-1, 10**400], "value_range must be two finite numbers"),
     ("scale", 3, "scale 3 does not divide hr_size 64"),
     # lists (or scalars) where objects belong
     ("tokenizer", [], "tokenizer must be an object, got a list"),
@@ -231,7 +235,8 @@ def test_the_shipped_demo_folder_loads_as_format_1():
 _ODD_TEXT = st.sampled_from(["", "..", "../x", "/etc/passwd", "generator.onnx", "batch", "fp32", "C:\\x",
                              "a/../../b", "\x00", "text_encoder.onnx", "bpe_simple_vocab_16e6.txt.gz"])
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2, 300) | st.floats(allow_nan=True, allow_infinity=True)
+    st.none() | st.booleans() | st.integers(-2, 300) | st.sampled_from([2**63, 10**400])
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=6) | _ODD_TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4) | _ODD_TEXT, inner, max_size=3),
     max_leaves=8)
