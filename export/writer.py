@@ -6,12 +6,10 @@ until the new one is complete; a folder that is not a model is never replaced.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from clipsr_runtime.atomic import atomic_folder
 from clipsr_runtime.manifest import MANIFEST
 
 
@@ -43,35 +41,7 @@ def staged_folder(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     dest = Path(dest).absolute()
     check_destination(dest, overwrite)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+        with atomic_folder(dest) as stage:
+            yield stage
     except OSError as err:
         raise OutputError(f"cannot write to {dest.parent}: {err.strerror or err}") from err
-    try:
-        yield stage
-        stage.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a model folder is ordinary
-        _replace(stage, dest)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _replace(stage: Path, dest: Path) -> None:
-    """Rename `stage` to `dest`; an existing `dest` is moved aside first and restored on failure."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
-        os.rename(dest, old)
-    try:
-        os.rename(stage, dest)
-    except OSError as err:
-        if old is not None:
-            os.rename(old, dest)
-        raise OutputError(f"cannot move the export into {dest}: {err.strerror or err}") from err
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -1,5 +1,5 @@
-"""One atomic-write helper per package (clipsr.atomic, clipsr_runtime.atomic; the export writes whole
-folders through its staged writer), and the runtime's helper keeps its promise."""
+"""One atomic-write helper per package (clipsr.atomic; clipsr_runtime.atomic, which the export uses
+too), and the runtime's helpers keep their promise for files and whole folders."""
 from __future__ import annotations
 
 import ast
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clipsr_runtime.atomic import atomic_write
+from clipsr_runtime.atomic import atomic_folder, atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 RENAMES = {("os", "replace"), ("os", "rename"), ("tempfile", "mkstemp"), ("tempfile", "NamedTemporaryFile")}
@@ -27,7 +27,7 @@ def _renaming_modules(package: str) -> set[str]:
 
 @pytest.mark.parametrize("package, allowed", [("clipsr", {"clipsr/atomic.py"}),
                                               ("runtime", {"runtime/atomic.py"}),
-                                              ("export", {"export/writer.py"})])
+                                              ("export", set())])
 def test_each_package_has_one_atomic_write_helper(package, allowed):
     assert _renaming_modules(package) == allowed
 
@@ -48,3 +48,32 @@ def test_runtime_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path):
     os.umask(mask)
     assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o666 & ~mask
     assert [p.name for p in tmp_path.iterdir()] == ["engine.bin"]
+
+
+def test_runtime_atomic_folder_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
+    dest = tmp_path / "repo"
+    with atomic_folder(dest) as stage:
+        (stage / "a.txt").write_text("first")
+        assert not dest.exists()  # nothing at the destination until the block succeeds
+    assert [p.name for p in dest.iterdir()] == ["a.txt"]
+    with pytest.raises(RuntimeError, match="midway"):
+        with atomic_folder(dest) as stage:
+            (stage / "b.txt").write_text("second")
+            raise RuntimeError("midway")
+    assert [p.name for p in dest.iterdir()] == ["a.txt"] and [p.name for p in tmp_path.iterdir()] == ["repo"]
+    real_rename = os.rename
+
+    def rename_fails_into_place(src, dst):
+        if Path(src).name.endswith(".partial"):
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename_fails_into_place)
+    with pytest.raises(OSError, match="No space left"):
+        with atomic_folder(dest) as stage:
+            (stage / "c.txt").write_text("third")
+    assert [p.name for p in dest.iterdir()] == ["a.txt"] and [p.name for p in tmp_path.iterdir()] == ["repo"]
+    monkeypatch.undo()
+    with atomic_folder(dest, mode=0o750) as stage:
+        (stage / "d.txt").write_text("fourth")
+    assert [p.name for p in dest.iterdir()] == ["d.txt"] and dest.stat().st_mode & 0o777 == 0o750

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from clipsr_runtime.atomic import atomic_folder
 from clipsr_runtime.manifest import Manifest, load_manifest
 from clipsr_runtime.triton import configs
 from clipsr_runtime.triton.configs import ServeOptions
@@ -71,9 +71,7 @@ def write_repository(model_dir: Path, out: Path, opts: ServeOptions) -> Path:
     configs.check_batch_axis(manifest)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} already exists and is not an empty folder: choose a new one")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out, mode=0o755) as tmp:  # 0o755: a server in a container runs as another user
         _write_model(tmp, configs.tokenizer_config(manifest, opts),
                      {manifest.tokenizer["vocab"]: manifest.path(manifest.tokenizer["vocab"])}, step="tokenizer")
         for config in configs.image_configs(manifest, opts):
@@ -81,11 +79,4 @@ def write_repository(model_dir: Path, out: Path, opts: ServeOptions) -> Path:
         for stage in configs.NETWORKS:
             _write_network(tmp, manifest, stage, opts)
         _write_model(tmp, configs.ensemble_config(manifest, opts))
-        tmp.chmod(0o755)  # mkdtemp makes 0700; a server in a container runs as another user
-        if out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
