@@ -14,6 +14,7 @@ import torch
 from .atomic import atomic_write
 from .config import ModelConfig
 from .model import CLIPSR
+from .run_folder import verify_listed
 
 FORMAT = "clipsr-checkpoint"
 # The built-in demo model, trained on SynthBirds (clipsr/demo/MODEL_CARD.md); `clipsr-export` uses it
@@ -50,12 +51,17 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def read_config(path: str | Path) -> ModelConfig:
-    return ModelConfig.from_dict(json.loads(read_metadata(path)["config"]))
+    try:
+        return ModelConfig.from_dict(json.loads(read_metadata(path)["config"]))
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: the model config in its metadata is unreadable ({err})") from err
 
 
 def load_checkpoint(path: str | Path, *, preset: str | None = None, scale: int | None = None,
                     map_location: str | torch.device = "cpu") -> CLIPSR:
-    """Rebuild the model from the checkpoint's own config (CLIP weights included, nothing fetched)."""
+    """Rebuild the model from the checkpoint's own config (CLIP weights included, nothing fetched); in a
+    run folder, the file must match the digest its manifest records."""
+    verify_listed(Path(path))
     config = read_config(path)
     if preset is not None and preset != config.preset:
         raise CheckpointError(f"{path} holds preset {config.preset!r}, not {preset!r}")
@@ -78,4 +84,7 @@ def load_weights(model: CLIPSR, path: str | Path, map_location: str | torch.devi
     if missing or unexpected:
         raise CheckpointError(f"checkpoint {path} does not match its config: missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(unexpected)[:5]}")
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"checkpoint {path} holds non-finite weights ({name})")
     return model

@@ -27,7 +27,7 @@ from .config import get_config
 from .data.registry import build_dataset
 from .sampling import SeededItems, StepBatchSampler
 from .train_config import TrainConfig
-from .trainer import MetricsLogger
+from .metrics_logger import MetricsLogger
 
 CLIP_FILE = "clip.safetensors"
 

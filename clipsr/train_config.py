@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write
+
+CONFIG_FILE = "train_config.json"
+
 
 @dataclass
 class TrainConfig:
@@ -50,10 +54,16 @@ class TrainConfig:
         data["betas"] = tuple(data["betas"])
         return cls(**data)
 
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        """A saved config, or a ValueError naming the file when it is not one."""
+        try:
+            return cls.from_json(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as err:
+            raise ValueError(f"{path} is not a clipsr training config ({type(err).__name__}: {err})") from err
+
     def save(self, out_dir: Path) -> Path:
-        path = out_dir / "train_config.json"
-        path.write_text(self.to_json() + "\n")
-        return path
+        return atomic_write(out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(self.to_json() + "\n"))
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:

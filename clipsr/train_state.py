@@ -29,7 +29,8 @@ def save_train_state(path: Path, step: int, optimizers: dict[str, torch.optim.Op
 
 
 def load_train_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]) -> int:
-    """Restore the optimisers in place; returns the step to continue from."""
+    """Restore the optimisers in place; returns the step to continue from. Everything is checked first
+    (step, groups, every moment's shape and values), so a bad file fails before any training step."""
     if not path.is_file():
         raise CheckpointError(f"no training state to resume from: {path}")
     try:
@@ -40,16 +41,36 @@ def load_train_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]) -
         raise CheckpointError(f"training state {path} is damaged ({err})") from err
     if meta.get("format") != "clipsr-train-state":
         raise CheckpointError(f"{path} is not a clipsr training state")
-    groups = json.loads(meta["param_groups"])
-    for name, opt in optimizers.items():
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        prefix = f"{name}."
-        for key, value in tensors.items():
-            if key.startswith(prefix):
-                index, slot = key[len(prefix):].split(".", 1)
-                state.setdefault(int(index), {})[slot] = value
-        for group in groups[name]:
-            if "betas" in group:
-                group["betas"] = tuple(group["betas"])
-        opt.load_state_dict({"state": state, "param_groups": groups[name]})
+    if not meta.get("step", "").isdigit():
+        raise CheckpointError(f"{path}: the step must be a non-negative integer, got {meta.get('step')!r}")
+    try:
+        groups = json.loads(meta["param_groups"])
+        states = {name: _optimizer_state(name, opt, tensors) for name, opt in optimizers.items()}
+        for name, opt in optimizers.items():
+            for group in groups[name]:
+                if "betas" in group:
+                    group["betas"] = tuple(group["betas"])
+            opt.load_state_dict({"state": states[name], "param_groups": groups[name]})
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"training state {path} does not fit this model's optimisers ({err})") from err
     return int(meta["step"])
+
+
+def _optimizer_state(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> dict:
+    """The saved moments of one optimiser, by parameter index, each checked against its parameter."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    prefix = f"{name}."
+    for key, value in tensors.items():
+        if not key.startswith(prefix):
+            continue
+        index, slot = key[len(prefix):].split(".", 1)
+        index = int(index)
+        if not 0 <= index < len(params):
+            raise ValueError(f"{key}: no parameter {index} (the optimiser has {len(params)})")
+        if slot != "step" and value.shape != params[index].shape:
+            raise ValueError(f"{key} has shape {tuple(value.shape)}, its parameter {tuple(params[index].shape)}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError(f"{key} holds non-finite values")
+        state.setdefault(index, {})[slot] = value
+    return state

@@ -8,7 +8,6 @@ A dataset may add per-pixel L1 weights ("loss_weight") and what a text palette i
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from pathlib import Path
@@ -19,26 +18,25 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
+from .atomic import atomic_write
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .data.registry import build_dataset
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses, weighted_l1
+from .metrics_logger import MetricsLogger, truncate_metrics
 from .model import CLIPSR, build_model
+from .run_folder import RunFolderError, recover, save_step
 from .sampling import SeededItems, StepBatchSampler
 from .train_config import TrainConfig
 from .train_state import STATE_FILE, load_train_state, save_train_state
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
-METRICS_FILE = "metrics.jsonl"
 PALETTE_KEYS = ("part_labels", "palette_colours", "palette_named")  # batch keys a text palette is taught from
 
 
 def collate(items: list[dict]) -> dict:
-    batch = {"hr": torch.stack([i["hr"] for i in items]), "lr": torch.stack([i["lr"] for i in items]),
-             "caption": [i["caption"] for i in items]}
-    for key in ("loss_weight", *PALETTE_KEYS):  # per-pixel L1 weights, palette targets (e.g. synthbirds options)
-        if key in items[0]:
-            batch[key] = torch.stack([i[key] for i in items])
-    return batch
+    """Tensors stacked, everything else (captions, keys, ...) as lists, whatever the dataset adds."""
+    return {key: torch.stack([i[key] for i in items]) if isinstance(items[0][key], torch.Tensor)
+            else [i[key] for i in items] for key in items[0]}
 
 
 def initial_model(cfg: TrainConfig) -> CLIPSR:
@@ -82,11 +80,21 @@ class SRTrainer:
                 m.generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(m.generator)  # CUDA-only)
             self.g = DDP(Rendering(m.generator), device_ids=ids)
             self.d = DDP(m.discriminator, device_ids=ids)
-        self.start_step = 0
-        if resume:
-            load_weights(m, self.out / CHECKPOINT_FILE)
-            self.start_step = load_train_state(self.out / STATE_FILE, self.optimizers)
+        self.start_step = self._resume() if resume else 0
         self.scaler = torch.amp.GradScaler(enabled=cfg.amp == "fp16" and self.device.type == "cuda")
+
+    def _resume(self) -> int:
+        """The saved step, after finishing or discarding an interrupted save and checking every file."""
+        saved = recover(self.out) if self.dist.main else None
+        if self.dist.world > 1:
+            torch.distributed.barrier()
+        load_weights(self.model, self.out / CHECKPOINT_FILE)
+        step = load_train_state(self.out / STATE_FILE, self.optimizers)
+        if self.dist.main:
+            if step != saved:
+                raise RunFolderError(f"{self.out / STATE_FILE} holds step {step}, the run manifest step {saved}")
+            truncate_metrics(self.out, step)
+        return step
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -156,7 +164,7 @@ class SRTrainer:
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out)
-            (self.out / "model_config.json").write_text(m.config.to_json() + "\n")
+            atomic_write(self.out / "model_config.json", lambda tmp: tmp.write_text(m.config.to_json() + "\n"))
         logger = MetricsLogger(self.out, enabled=self.dist.main, append=self.start_step > 0)
         bar = tqdm(total=cfg.steps, initial=self.start_step, disable=not self.dist.main, unit="step",
                    dynamic_ncols=True)
@@ -188,33 +196,6 @@ class SRTrainer:
 
     def save(self, step: int) -> None:
         if self.dist.main:
-            save_checkpoint(self.model, self.out / CHECKPOINT_FILE, step=str(step))
-            save_train_state(self.out / STATE_FILE, step, self.optimizers)
-
-
-class MetricsLogger:
-    """Metrics per logged step as JSON lines (and TensorBoard scalars when tensorboard is installed)."""
-
-    def __init__(self, out: Path, enabled: bool, append: bool):
-        self.enabled = enabled
-        self.file = open(out / METRICS_FILE, "a" if append else "w") if enabled else None
-        self.tb = None
-        if enabled:
-            with contextlib.suppress(ImportError):
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-
-    def log(self, step: int, values: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        self.file.write(json.dumps({"step": step, **values}) + "\n")
-        self.file.flush()
-        if self.tb is not None:
-            for key, value in values.items():
-                self.tb.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.tb is not None:
-            self.tb.close()
+            save_step(self.out, step, {
+                CHECKPOINT_FILE: lambda path: save_checkpoint(self.model, path, step=str(step)),
+                STATE_FILE: lambda path: save_train_state(path, step, self.optimizers)})

@@ -10,7 +10,8 @@ import torch
 from clipsr.checkpoint import load_checkpoint
 from clipsr.model import build_model
 from clipsr.train_config import TrainConfig
-from clipsr.trainer import CHECKPOINT_FILE, METRICS_FILE, SRTrainer
+from clipsr.metrics_logger import METRICS_FILE
+from clipsr.trainer import CHECKPOINT_FILE, SRTrainer
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -9,7 +9,7 @@ import typer
 from clipsr_runtime.cli_errors import OneLineErrorsCommand
 from clipsr_runtime.errors import OptionError
 
-from ..train_config import TrainConfig, parse_assignments
+from ..train_config import CONFIG_FILE, TrainConfig, parse_assignments
 from .common import run_app
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -68,14 +68,15 @@ def train(
 
 
 def _resumed_config(cfg: TrainConfig) -> TrainConfig:
-    """A resumed run keeps its saved config; only the step target and where it runs may change."""
-    saved_path = Path(cfg.out) / "train_config.json"
+    """A resumed run keeps its saved config; only the step target, where it runs and the folder it
+    writes (a copied run folder continues in the copy) may change."""
+    saved_path = Path(cfg.out) / CONFIG_FILE
     if not saved_path.is_file():
         raise FileNotFoundError(f"nothing to resume in {cfg.out}: {saved_path.name} is missing")
-    saved = TrainConfig.from_json(saved_path.read_text())
+    saved = TrainConfig.load(saved_path)
     if saved.stage != "sr":
         raise ValueError("--resume continues stage sr runs only")
-    return dataclasses.replace(saved, steps=cfg.steps, device=cfg.device, num_workers=cfg.num_workers)
+    return dataclasses.replace(saved, out=cfg.out, steps=cfg.steps, device=cfg.device, num_workers=cfg.num_workers)
 
 
 def main() -> None:
