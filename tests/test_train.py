@@ -158,3 +158,21 @@ def test_cli_resume_keeps_the_saved_config(tmp_path):
     saved = TrainConfig.from_json((out / "train_config.json").read_text())
     assert saved.lr_g == 1e-4 and saved.steps == 2
     assert len((out / METRICS_FILE).read_text().splitlines()) == 2
+
+
+def test_cli_resume_of_a_copied_run_writes_into_out(tmp_path):
+    original = _train(tmp_path / "original", steps=1, lambda_adv=0.0)
+    moved = tmp_path / "moved"
+    shutil.copytree(original, moved)
+    before = {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()}
+    done = subprocess.run([sys.executable, "-m", "clipsr.cli.train", "--out", str(moved), "--steps", "2", "--resume"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()} == before
+    assert [json.loads(line)["step"] for line in (moved / METRICS_FILE).read_text().splitlines()] == [1, 2]
+    assert TrainConfig.from_json((moved / "train_config.json").read_text()).out == str(moved)
+    (moved / "train_config.json").write_text("{not json")
+    bad = subprocess.run([sys.executable, "-m", "clipsr.cli.train", "--out", str(moved), "--steps", "3", "--resume"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.count("\n") == 1 and "train_config.json is not a clipsr training config" in bad.stderr
