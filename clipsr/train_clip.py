@@ -24,10 +24,10 @@ from . import distributed
 from .atomic import atomic_write
 from .clip import clip_preprocess
 from .config import get_config
-from .data.registry import build_dataset
+from .datasets import build_dataset
+from .metrics_logger import MetricsLogger
 from .sampling import SeededItems, StepBatchSampler
 from .train_config import TrainConfig
-from .metrics_logger import MetricsLogger
 
 CLIP_FILE = "clip.safetensors"
 

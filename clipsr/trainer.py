@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import distributed
 from .atomic import atomic_write
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
-from .data.registry import build_dataset
+from .datasets import build_dataset
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses, weighted_l1
 from .metrics_logger import MetricsLogger, truncate_metrics
 from .model import CLIPSR, build_model

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -10,8 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from clipsr.data.registry import NAMES, build_dataset
+from clipsr.data import registry
+from clipsr.data.registry import register_dataset
 from clipsr.data.resize import bicubic_downsample
+from clipsr.datasets import build_dataset, dataset_names
 
 
 def _image(path, size=(60, 40), seed=0):
@@ -205,7 +209,7 @@ def test_registry_errors():
         build_dataset("cub", None, "train", 4, True)
     with pytest.raises(ValueError, match="takes no root"):
         build_dataset("synthbirds", "/x", "train", 4, True)
-    assert "synthbirds" in NAMES
+    assert "synthbirds" in dataset_names()
 
 
 def test_scale_must_divide_hr_size(tmp_path):
@@ -215,10 +219,26 @@ def test_scale_must_divide_hr_size(tmp_path):
         build_dataset("jsonl", str(tmp_path / "l.jsonl"), "train", 3, True)
 
 
-def test_synthbirds_is_looked_up_lazily():
+def test_synthbirds_is_registered_from_above_the_data_layer():
     ds = build_dataset("synthbirds", None, "test", 16, False, count=2)
     assert type(ds).__module__ == "clipsr.synthbirds.dataset" and len(ds) == 2
     _check_item(ds[0], 16, "")
+    # the data layer alone knows its file datasets and imports nothing above it
+    code = ("import sys; from clipsr.data.registry import build_dataset, dataset_names\n"
+            "assert not [m for m in sys.modules if m.startswith('clipsr.synthbirds')], 'imported SynthBirds'\n"
+            "try:\n    build_dataset('synthbirds', None, 'test', 16, False)\nexcept ValueError as e:\n    print(e)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "unknown dataset 'synthbirds'; known: cub, coco, celeba, jsonl"
+
+
+def test_a_dataset_registered_from_outside_is_built_by_name(monkeypatch):
+    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))
+    register_dataset("counting", lambda **kw: kw, takes_root=False)
+    assert build_dataset("counting", None, "val", 8, False, count=3) == {"split": "val", "scale": 8, "train": False,
+                                                                         "count": 3}
+    with pytest.raises(ValueError, match="registered already"):
+        register_dataset("counting", lambda **kw: kw, takes_root=False)
 
 
 def test_malformed_cub_box_line_names_file_and_line(dfgan_cub):

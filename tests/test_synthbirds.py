@@ -10,7 +10,7 @@ from scipy.ndimage import binary_dilation, distance_transform_edt
 
 from clipsr.synthbirds.captions import caption_colours, captions, edit
 from clipsr.synthbirds.measure import part_colour_accuracy, part_colour_survival, part_colours
-from clipsr.synthbirds.palette import ANCHORS, NAMES, colour_index, nearest_colour
+from clipsr.synthbirds.colours import ANCHORS, NAMES, colour_index, nearest_colour
 from clipsr.synthbirds.render import DESCRIBED_PARTS, PARTS, render, sample_spec
 
 SEEDS = range(100, 130)

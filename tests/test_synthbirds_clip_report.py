@@ -13,7 +13,7 @@ from clipsr.config import get_config
 from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
                                            text_probe)
-from clipsr.synthbirds.palette import NAMES
+from clipsr.synthbirds.colours import NAMES
 from clipsr.synthbirds.render import DESCRIBED_PARTS
 from clipsr.train_clip import save_clip
 

@@ -14,9 +14,9 @@ from clipsr.data.registry import build_dataset
 from clipsr.data.resize import bicubic_downsample
 from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.captions import bird_captions, caption_colours
+from clipsr.synthbirds.colours import NAMES, nearest_colour
 from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
-from clipsr.synthbirds.palette import NAMES, nearest_colour
-from clipsr.synthbirds.export import export_jsonl
+from clipsr.synthbirds.jsonl import export_jsonl
 from clipsr.synthbirds.render import DESCRIBED_PARTS, render
 from clipsr.synthbirds.sheet import contact_sheet
 from clipsr.synthbirds.splits import DEFAULT_COUNTS, SPLIT_SEEDS, split_seeds

@@ -18,7 +18,7 @@ from clipsr.clip import load_clip
 from clipsr.config import CLIPConfig
 from clipsr.train_config import TrainConfig
 from clipsr.metrics_logger import METRICS_FILE
-from clipsr.trainer import CHECKPOINT_FILE, SRTrainer
+from clipsr.trainer import CHECKPOINT_FILE, SRTrainer, collate
 
 FAST = dict(preset="tiny", scale=16, dataset="synthbirds", batch_size=2, perceptual=None, log_every=1,
             data_options={"count": 16})
@@ -176,3 +176,12 @@ def test_cli_resume_of_a_copied_run_writes_into_out(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.count("\n") == 1 and "train_config.json is not a clipsr training config" in bad.stderr
+
+
+def test_collate_stacks_tensors_and_lists_the_rest():
+    items = [{"hr": torch.full((3, 4, 4), float(i)), "caption": f"c{i}", "extra": torch.tensor([i]), "key": i}
+             for i in range(2)]
+    batch = collate(items)
+    assert batch.keys() == items[0].keys()
+    assert batch["hr"].shape == (2, 3, 4, 4) and batch["extra"].tolist() == [[0], [1]]
+    assert batch["caption"] == ["c0", "c1"] and batch["key"] == [0, 1]

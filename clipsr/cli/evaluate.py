@@ -33,7 +33,7 @@ def evaluate(
     from tqdm import tqdm
 
     from ..checkpoint import load_checkpoint
-    from ..data.registry import build_dataset
+    from ..datasets import build_dataset
     from ..distributed import pick_device
     from ..inference import batches, super_resolve, to_uint8
     from ..metrics.report import evaluate as score, save_grid, summary_table, write_report

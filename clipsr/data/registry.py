@@ -1,8 +1,8 @@
-"""One entry point for every dataset, so configs and CLIs name datasets by string."""
+"""Datasets by name, so configs and CLIs name datasets by string. This package's file datasets are
+registered here; a package above it (SynthBirds, generated) registers its own with `register_dataset`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import import_module
 
 from torch.utils.data import Dataset
 
@@ -11,24 +11,36 @@ from clipsr.data.coco import coco_dataset
 from clipsr.data.cub import cub_dataset
 from clipsr.data.jsonl import jsonl_dataset
 
-FILE_DATASETS: dict[str, Callable[..., Dataset]] = {
-    "cub": cub_dataset, "coco": coco_dataset, "celeba": celeba_dataset, "jsonl": jsonl_dataset,
-}
-NAMES = (*FILE_DATASETS, "synthbirds")
+# name -> (factory, takes_root): file datasets are called as f(root, split, scale, train, **options),
+# generated ones as f(split=..., scale=..., train=..., **options)
+_DATASETS: dict[str, tuple[Callable[..., Dataset], bool]] = {}
+
+
+def register_dataset(name: str, factory: Callable[..., Dataset], *, takes_root: bool) -> None:
+    if name in _DATASETS and _DATASETS[name] != (factory, takes_root):
+        raise ValueError(f"dataset {name!r} is registered already")
+    _DATASETS[name] = (factory, takes_root)
+
+
+def dataset_names() -> tuple[str, ...]:
+    return tuple(_DATASETS)
 
 
 def build_dataset(name: str, root: str | None, split: str, scale: int, train: bool, **options) -> Dataset:
-    """The dataset `name` (one of `NAMES`) for `split` at `scale`, in training or evaluation mode.
-
-    File datasets need `root`; synthbirds is generated, takes no root, and is imported only when asked
-    for (it lives in `clipsr.synthbirds`)."""
-    if name == "synthbirds":
+    """The dataset `name` (one of `dataset_names()`) for `split` at `scale`, in training or evaluation mode."""
+    if name not in _DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(_DATASETS)}")
+    factory, takes_root = _DATASETS[name]
+    if not takes_root:
         if root is not None:
-            raise ValueError(f"dataset 'synthbirds' is generated and takes no root, got {root!r}")
-        cls = import_module("clipsr.synthbirds.dataset").SynthBirdsDataset
-        return cls(split=split, scale=scale, train=train, **options)
-    if name not in FILE_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+            raise ValueError(f"dataset {name!r} is generated and takes no root, got {root!r}")
+        return factory(split=split, scale=scale, train=train, **options)
     if root is None:
         raise ValueError(f"dataset {name!r} needs a root path")
-    return FILE_DATASETS[name](root, split, scale, train, **options)
+    return factory(root, split, scale, train, **options)
+
+
+register_dataset("cub", cub_dataset, takes_root=True)
+register_dataset("coco", coco_dataset, takes_root=True)
+register_dataset("celeba", celeba_dataset, takes_root=True)
+register_dataset("jsonl", jsonl_dataset, takes_root=True)

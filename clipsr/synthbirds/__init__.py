@@ -5,9 +5,9 @@ Torch-free at import; the torch Dataset is `clipsr.synthbirds.dataset.SynthBirds
 from __future__ import annotations
 
 from clipsr.synthbirds.captions import bird_captions, captions, edit
-from clipsr.synthbirds.export import export_jsonl
+from clipsr.synthbirds.colours import COLOURS, NAMES
+from clipsr.synthbirds.jsonl import export_jsonl
 from clipsr.synthbirds.measure import part_colour_accuracy, part_colour_survival, part_colours
-from clipsr.synthbirds.palette import COLOURS, NAMES
 from clipsr.synthbirds.render import DESCRIBED_PARTS, PARTS, BirdSpec, render, sample_spec
 from clipsr.synthbirds.splits import SPLIT_SEEDS
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from clipsr_runtime.cli_errors import OneLineErrorsGroup
 
-from clipsr.synthbirds.export import export_jsonl
+from clipsr.synthbirds.jsonl import export_jsonl
 from clipsr.synthbirds.measure import part_colour_survival
 from clipsr.synthbirds.render import DESCRIBED_PARTS
 from clipsr.synthbirds.sheet import contact_sheet

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from clipsr.synthbirds.palette import NAMES, colour_index
+from clipsr.synthbirds.colours import NAMES, colour_index
 from clipsr.synthbirds.render import COLOURED_PARTS, DESCRIBED_PARTS, BirdSpec
 
 NOUNS: dict[str, tuple[str, ...]] = {

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from clipsr.clip import CLIPText, clip_preprocess
 from clipsr.synthbirds.captions import NOUNS, bird_captions, caption_colours, part_caption
 from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
-from clipsr.synthbirds.palette import NAMES, colour_index
+from clipsr.synthbirds.colours import NAMES, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 

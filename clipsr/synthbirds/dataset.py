@@ -29,8 +29,8 @@ from torch.utils.data import Dataset
 
 from clipsr.data.resize import bicubic_downsample
 from clipsr.synthbirds.captions import bird_captions, caption_colours, edit
+from clipsr.synthbirds.colours import NAMES, colour_index
 from clipsr.synthbirds.measure import median_colour
-from clipsr.synthbirds.palette import NAMES, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE, BirdSpec, render, sample_spec
 from clipsr.synthbirds.splits import bird_key, split_seeds
 

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.ndimage import binary_erosion
 
 from clipsr.data.resize import bicubic_downsample, imresize
-from clipsr.synthbirds.palette import colour_index, nearest_colour
+from clipsr.synthbirds.colours import colour_index, nearest_colour
 from clipsr.synthbirds.render import COLOURED_PARTS, render, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 

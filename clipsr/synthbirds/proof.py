@@ -27,9 +27,9 @@ from clipsr.metrics.fidelity import psnr, ssim
 from clipsr.metrics.report import bicubic_upsample, image_grid
 from clipsr.model import CLIPSR
 from clipsr.synthbirds.captions import bird_captions, caption_colours, edit
+from clipsr.synthbirds.colours import NAMES, colour_index
 from clipsr.synthbirds.dataset import SynthBirdsDataset
 from clipsr.synthbirds.measure import part_colours
-from clipsr.synthbirds.palette import NAMES, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, BirdSpec, render, sample_spec
 
 PLAIN_CAPTION = "a bird"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from clipsr.synthbirds.palette import COLOURS, NAMES
+from clipsr.synthbirds.colours import COLOURS, NAMES
 
 SIZE = 256
 SUPERSAMPLE = 2
