@@ -2,28 +2,33 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-import pytest
 
 from clipsr.checkpoint import save_checkpoint
-from shared_data import NIQE_PARAMS as NIQE
 
 
 
-@pytest.mark.skipif(not NIQE.is_file(), reason="needs the shared NIQE parameter file")
-def test_eval_writes_metrics_with_bicubic_baseline(tiny16, tmp_path):
+def test_eval_writes_metrics_with_bicubic_baseline_offline(tiny16, tmp_path):
+    """Offline (the shipped NIQE parameters, nothing cached), with a Ma model that cannot be used here:
+    everything else is written, and a warning says what is missing."""
     ckpt = save_checkpoint(tiny16, tmp_path / "m.safetensors")
     out = tmp_path / "eval"
+    ma_model = tmp_path / "NRQM_model.mat"
+    ma_model.write_bytes(b"not a model")
+    env = {k: v for k, v in os.environ.items() if k not in ("CLIPSR_NIQE_PARAMS", "CLIPSR_MA_MODEL")}
     done = subprocess.run([sys.executable, "-m", "clipsr.cli.evaluate", str(ckpt), "--count", "2",
-                           "--batch-size", "2", "--out", str(out), "--niqe-params", str(NIQE)],
-                          capture_output=True, text=True, timeout=300)
+                           "--batch-size", "2", "--out", str(out), "--ma-model", str(ma_model)],
+                          capture_output=True, text=True, timeout=300, env={**env, "XDG_CACHE_HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: ma not computed" in done.stderr and "Traceback" not in done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     text = json.dumps(metrics)
     for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe", "bicubic"):
         assert key in text
+    assert "ma" in metrics["skipped"] and "pi" not in metrics["means"]["sr"]
     assert (out / "metrics.csv").read_text().count("\n") >= 4
     assert (out / "grid.png").stat().st_size > 1000
     assert "psnr_y" in done.stdout

@@ -12,11 +12,10 @@ from skimage import data
 
 from clipsr.data.resize import bicubic_downsample
 from clipsr.metrics import niqe, psnr, ssim
+from clipsr.metrics.niqe import SHIPPED_PARAMS
 from clipsr.metrics.report import bicubic_upsample, evaluate, save_grid, summary_table, write_report
-from shared_data import NIQE_PARAMS
 
-PARAMS = NIQE_PARAMS
-pytestmark = pytest.mark.skipif(not PARAMS.is_file(), reason="needs the shared NIQE parameter file")
+PARAMS = SHIPPED_PARAMS
 SCALE = 8
 
 
@@ -85,3 +84,16 @@ def test_report_rejects_mismatched_samples(samples):
         evaluate([samples[0], (sr, hr, lr[:16, :16], caption)], niqe_params=PARAMS)
     with pytest.raises(FileNotFoundError, match="nrqm.mat"):
         evaluate(samples[:1], niqe_params=PARAMS, ma_model="/nonexistent/nrqm.mat")
+
+
+def test_a_metric_that_cannot_be_computed_is_skipped_and_the_others_written(samples, tmp_path):
+    small = [(sr[:64, :64], hr[:64, :64], lr[:8, :8], caption) for sr, hr, lr, caption in samples]
+    report = evaluate(small, niqe_params=PARAMS)  # NIQE needs 96x96 blocks
+    assert "96x96" in report.skipped["niqe"] and "niqe" not in report.rows[0]
+    assert report.means["bicubic"]["psnr_y"] > 0
+    payload = json.loads(write_report(report, tmp_path)[0].read_text())
+    assert "96x96" in payload["skipped"]["niqe"] and "psnr_y" in payload["means"]["sr"]
+    model = tmp_path / "NRQM_model.mat"
+    model.write_bytes(b"not a model")  # without pyiqa, or with it on a bad file, Ma cannot be computed
+    report = evaluate(samples[:1], niqe_params=PARAMS, ma_model=model)
+    assert "ma" in report.skipped and "pi" not in report.rows[0] and report.rows[0]["niqe"] > 0

@@ -22,9 +22,10 @@ def evaluate(
     count: int = typer.Option(100, help="how many images (the first N of the split)"),
     batch_size: int = typer.Option(8),
     out: Path = typer.Option(Path("runs/eval"), "--out", "-o", help="folder for metrics.json/csv and grid.png"),
-    niqe_params: Optional[Path] = typer.Option(None, envvar="CLIPSR_NIQE_PARAMS",
-                                               help="NIQE pristine parameters (.npz); else cached/fetched"),
-    ma_model: Optional[Path] = typer.Option(None, envvar="CLIPSR_MA_MODEL", help="Ma et al. model file, for PI"),
+    niqe_params: Optional[Path] = typer.Option(None, envvar="CLIPSR_NIQE_PARAMS", exists=True, dir_okay=False,
+                                               help="NIQE pristine parameters (.npz); else the shipped ones"),
+    ma_model: Optional[Path] = typer.Option(None, envvar="CLIPSR_MA_MODEL", exists=True, dir_okay=False,
+                                            help="Ma et al. model file, for PI"),
     device: str = typer.Option("auto", help="auto, cpu, cuda"),
 ) -> None:
     """Evaluate CHECKPOINT; the eval split uses a centre crop and each image's first caption."""
@@ -49,6 +50,8 @@ def evaluate(
         hr = to_uint8(torch.stack([item["hr"] for item in items]))
         samples += list(zip(sr, hr, to_uint8(lr), captions))
     report = score(samples, niqe_params=niqe_params, ma_model=ma_model)
+    for key, why in report.skipped.items():
+        typer.echo(f"warning: {key} not computed ({why}); the other metrics are written", err=True)
     json_path, csv_path = write_report(report, out)
     grid = save_grid(samples, out / "grid.png")
     Console().print(summary_table(report))

@@ -3,14 +3,12 @@
 Pipeline as the authors' MATLAB code (and BasicSR): luma (BT.601, rounded), 96x96 blocks, MSCN
 coefficients with the 7x7 gaussian window, 18 AGGD features per block at full and half resolution
 (MATLAB-style bicubic halving), then the distance between the image's fitted MVG and the pristine one.
-The pristine parameters come from `params` (a path), else `$CLIPSR_NIQE_PARAMS`, else a cached copy
-of the published file fetched once into `~/.cache/clipsr/` and checked by sha256.
+The pristine parameters come from `params` (a path), else `$CLIPSR_NIQE_PARAMS`, else the published
+file shipped beside this module (BasicSR's, Apache-2.0: see NOTICE), so NIQE works offline.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,13 +17,11 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import gamma
 
-from clipsr.atomic import atomic_write
 from clipsr.data.resize import imresize
 from clipsr.metrics.image import rgb_to_y, to_float255
 
 PARAMS_ENV = "CLIPSR_NIQE_PARAMS"
-PARAMS_URL = "https://raw.githubusercontent.com/XPixelGroup/BasicSR/master/basicsr/metrics/niqe_pris_params.npz"
-PARAMS_SHA256 = "2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296"
+SHIPPED_PARAMS = Path(__file__).with_name("niqe_pris_params.npz")
 BLOCK = 96
 
 # AGGD shape grid of the reference code; r(alpha) increases monotonically along it.
@@ -108,20 +104,11 @@ def _aggd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def load_niqe_params(path: str | Path | None = None) -> NiqeParams:
-    """Pristine parameters from `path`, else `$CLIPSR_NIQE_PARAMS`, else the sha256-checked cache
-    (downloading the published file once if the cache lacks it)."""
-    source = path or os.environ.get(PARAMS_ENV)
-    if source:
-        source = Path(source)
-        if not source.is_file():
-            raise FileNotFoundError(f"NIQE parameter file not found: {source}")
-        return _read_params(source)
-    cached = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clipsr" / "niqe_pris_params.npz"
-    if not cached.is_file():
-        _download(PARAMS_URL, cached, PARAMS_SHA256)
-    elif _sha256(cached) != PARAMS_SHA256:
-        raise ValueError(f"{cached} does not match the published NIQE parameters (sha256); delete it to refetch")
-    return _read_params(cached)
+    """Pristine parameters from `path`, else `$CLIPSR_NIQE_PARAMS`, else the shipped file."""
+    source = Path(path or os.environ.get(PARAMS_ENV) or SHIPPED_PARAMS)
+    if not source.is_file():
+        raise FileNotFoundError(f"NIQE parameter file not found: {source}")
+    return _read_params(source)
 
 
 @lru_cache(maxsize=4)
@@ -138,21 +125,3 @@ def _read_params(path: Path) -> NiqeParams:
         raise ValueError(f"{path}: unexpected NIQE parameter shapes {params.mu.shape}, {params.cov.shape}, "
                          f"{params.window.shape}")
     return params
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _download(url: str, target: Path, sha256: str) -> None:
-    """Fetch `url` to `target` atomically, keeping it only if its sha256 matches."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            payload = response.read()
-    except OSError as error:
-        raise RuntimeError(f"cannot download the NIQE parameters from {url} ({error}); pass a path or set "
-                           f"{PARAMS_ENV}") from error
-    if hashlib.sha256(payload).hexdigest() != sha256:
-        raise ValueError(f"the file downloaded from {url} does not match sha256 {sha256}")
-    atomic_write(target, lambda tmp: tmp.write_bytes(payload))

@@ -34,11 +34,13 @@ CONVENTIONS = {
 
 @dataclass
 class EvalReport:
-    """Per-image rows (one per sample and method) and per-method means."""
+    """Per-image rows (one per sample and method), per-method means, and the metrics that could not be
+    computed here, with why (the others are reported all the same)."""
 
     scale: int
     rows: list[dict] = field(default_factory=list)
     means: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def bicubic_upsample(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -49,29 +51,44 @@ def bicubic_upsample(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def evaluate(samples: Sequence[Sample], *, niqe_params: NiqeParams | str | Path | None = None,
              ma_model: str | Path | None = None) -> EvalReport:
-    """Score every sample; the scale is read from the HR/LR sizes and must be the same for all."""
+    """Score every sample; the scale is read from the HR/LR sizes and must be the same for all. A given
+    file that does not exist is an error; a no-reference metric that fails on these images or on this
+    machine (Ma without pyiqa, NIQE on images under 96x96) is left out and named in `skipped`."""
     if not samples:
         raise ValueError("no samples to evaluate")
+    if ma_model is not None and not Path(ma_model).is_file():
+        raise FileNotFoundError(f"Ma model file not found: {ma_model}")
     params = niqe_params if isinstance(niqe_params, NiqeParams) else load_niqe_params(niqe_params)
     report = EvalReport(scale=_scale_of(samples[0]))
+    images = []
     for index, sample in enumerate(samples):
         sr, hr, lr, caption = sample
         if _scale_of(sample) != report.scale or sr.shape != hr.shape:
             raise ValueError(f"sample {index}: SR {sr.shape}, HR {hr.shape} and LR {lr.shape} do not match "
                              f"a x{report.scale} evaluation")
-        images = {"sr": sr, "bicubic": bicubic_upsample(lr, hr.shape[:2]), "hr": hr}
-        for method, image in images.items():
+        for method, image in {"sr": sr, "bicubic": bicubic_upsample(lr, hr.shape[:2]), "hr": hr}.items():
             row = {"index": index, "method": method, "caption": caption}
             if method != "hr":
                 row |= {"psnr_y": psnr(image, hr, convention="basicsr", crop_border=report.scale),
                         "ssim_y": ssim(image, hr, convention="basicsr", crop_border=report.scale),
                         "psnr_rgb": psnr(image, hr, convention="rgb"),
                         "ssim_rgb": ssim(image, hr, convention="rgb")}
-            row["niqe"] = niqe(image, params)
-            if ma_model is not None:
-                row["ma"] = ma_score(image, ma_model)
-                row["pi"] = perceptual_index(row["niqe"], row["ma"])
             report.rows.append(row)
+            images.append(image)
+    no_reference = {"niqe": lambda image: niqe(image, params)}
+    if ma_model is not None:
+        no_reference["ma"] = lambda image: ma_score(image, ma_model)
+    for key, score in no_reference.items():
+        try:
+            values = [score(image) for image in images]
+        except Exception as err:  # third-party pipelines raise many kinds; the other metrics stand
+            report.skipped[key] = f"{type(err).__name__}: {err}"
+            continue
+        for row, value in zip(report.rows, values):
+            row[key] = value
+    if {"niqe", "ma"} <= report.rows[0].keys():
+        for row in report.rows:
+            row["pi"] = perceptual_index(row["niqe"], row["ma"])
     for method in METHODS:
         rows = [r for r in report.rows if r["method"] == method]
         report.means[method] = {k: float(np.mean([r[k] for r in rows])) for k in _metric_keys(rows[0])}
@@ -84,7 +101,7 @@ def write_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out / "metrics.json", out / "metrics.csv"
-    payload = {"scale": report.scale, "conventions": CONVENTIONS,
+    payload = {"scale": report.scale, "conventions": CONVENTIONS, "skipped": report.skipped,
                "means": {m: _finite(v) for m, v in report.means.items()}, "images": [_finite(r) for r in report.rows]}
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=False))
     columns = list(dict.fromkeys(k for row in report.rows for k in row))
