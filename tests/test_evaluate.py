@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-
 from clipsr.checkpoint import save_checkpoint
 
 
