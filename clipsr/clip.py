@@ -2,6 +2,8 @@
 visual tower with prompt injection and layer taps, the two ways CLIP-SR uses it."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 from pathlib import Path
@@ -15,6 +17,7 @@ from torch import nn
 from .config import CLIPConfig
 
 open_clip.add_model_config(Path(__file__).parent / "clip_configs")
+_OPEN_CLIP_DIR = str(Path(open_clip.__file__).parent)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -29,15 +32,40 @@ def load_clip(config: CLIPConfig) -> open_clip.CLIP:
     pretrained = config.pretrained
     if pretrained and not Path(pretrained).is_file():
         _check_tag(config)
-    try:
-        model = open_clip.create_model(config.arch, pretrained=pretrained or None,
-                                       force_quick_gelu=config.quick_gelu, load_weights=bool(pretrained))
-    except Exception as err:  # open_clip/HF raise many kinds; the user needs one message
-        if not pretrained:
-            raise
-        raise CLIPWeightsError(_missing_weights_message(config, err)) from err
+    with _held_open_clip_logs() as held:
+        try:
+            model = open_clip.create_model(config.arch, pretrained=pretrained or None,
+                                           force_quick_gelu=config.quick_gelu, load_weights=bool(pretrained))
+        except Exception as err:  # open_clip/HF raise many kinds; the user needs one message
+            if not pretrained:
+                raise
+            raise CLIPWeightsError(_missing_weights_message(config, err)) from err
+    if pretrained:  # loaded: what open_clip had to say about it still matters
+        for record in held:
+            logging.getLogger(record.name).handle(record)
     model.eval().requires_grad_(False)
     return model
+
+
+@contextlib.contextmanager
+def _held_open_clip_logs():
+    """Hold back what open_clip logs (through the root logger) while it builds a model: its "No pretrained
+    weights loaded ... initialized randomly" warning when random weights are intended (a checkpoint fills
+    them), and its download error line when CLIPWeightsError is about to say the same in one message."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.pathname.startswith(_OPEN_CLIP_DIR):
+            held.append(record)
+            return False
+        return True
+
+    root = logging.getLogger()
+    root.addFilter(hold)
+    try:
+        yield held
+    finally:
+        root.removeFilter(hold)
 
 
 def _check_tag(config: CLIPConfig) -> None:
