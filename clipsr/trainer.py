@@ -34,9 +34,14 @@ PALETTE_KEYS = ("part_labels", "palette_colours", "palette_named")  # batch keys
 
 
 def collate(items: list[dict]) -> dict:
-    """Tensors stacked, everything else (captions, keys, ...) as lists, whatever the dataset adds."""
-    return {key: torch.stack([i[key] for i in items]) if isinstance(items[0][key], torch.Tensor)
-            else [i[key] for i in items] for key in items[0]}
+    """Tensors of one shape stacked, everything else (captions, keys, ragged tensors) as lists, whatever
+    the dataset adds."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        stackable = all(isinstance(v, torch.Tensor) and v.shape == values[0].shape for v in values)
+        batch[key] = torch.stack(values) if stackable else values
+    return batch
 
 
 def initial_model(cfg: TrainConfig) -> CLIPSR:

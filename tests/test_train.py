@@ -179,9 +179,10 @@ def test_cli_resume_of_a_copied_run_writes_into_out(tmp_path):
 
 
 def test_collate_stacks_tensors_and_lists_the_rest():
-    items = [{"hr": torch.full((3, 4, 4), float(i)), "caption": f"c{i}", "extra": torch.tensor([i]), "key": i}
-             for i in range(2)]
+    items = [{"hr": torch.full((3, 4, 4), float(i)), "caption": f"c{i}", "extra": torch.tensor([i]), "key": i,
+              "ragged": torch.zeros(i + 1)} for i in range(2)]
     batch = collate(items)
     assert batch.keys() == items[0].keys()
     assert batch["hr"].shape == (2, 3, 4, 4) and batch["extra"].tolist() == [[0], [1]]
     assert batch["caption"] == ["c0", "c1"] and batch["key"] == [0, 1]
+    assert [len(t) for t in batch["ragged"]] == [1, 2]
