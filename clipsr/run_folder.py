@@ -58,10 +58,12 @@ def recover(out: Path) -> int:
     else:
         shutil.rmtree(pending, ignore_errors=True)
     for leftover in out.glob(".*.tmp*"):
-        leftover.unlink()
+        if leftover.is_file():
+            leftover.unlink()
     manifest_path = out / MANIFEST
     if not manifest_path.is_file():
-        raise RunFolderError(f"nothing to resume in {out}: no {MANIFEST} (no step was saved completely)")
+        raise RunFolderError(f"nothing to resume in {out}: no {MANIFEST} (no step was saved completely, or "
+                             f"the run was saved by a clipsr without run manifests)")
     step, files = read_manifest(manifest_path)
     for name, digest in files.items():
         _check_digest(out / name, digest, manifest_path, step)
@@ -113,7 +115,7 @@ def _finish_pending(out: Path) -> None:
 
 
 def _fsync(path: Path) -> None:
-    """On disk before the manifest that vouches for it (a power cut, not only a kill, keeps the step)."""
+    """Flushed to disk before the manifest that vouches for it is written."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 

@@ -43,7 +43,8 @@ def train(
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint, with its saved "
                                             "config (only --steps, --device and --num-workers apply)"),
 ) -> None:
-    """Train; writes checkpoint.safetensors, train_state.safetensors, configs and metrics.jsonl to --out."""
+    """Train; writes checkpoint.safetensors, train_state.safetensors, run_manifest.json, configs and
+    metrics.jsonl to --out."""
     if stage not in ("sr", "clip"):
         raise OptionError(f"--stage must be sr or clip, got {stage!r}")
     if amp not in ("off", "bf16", "fp16"):
