@@ -3,6 +3,7 @@ with the rest as JSON metadata, so resuming never unpickles anything."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import safetensors
@@ -29,8 +30,8 @@ def save_train_state(path: Path, step: int, optimizers: dict[str, torch.optim.Op
 
 
 def load_train_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]) -> int:
-    """Restore the optimisers in place; returns the step to continue from. Everything is checked first
-    (step, groups, every moment's shape and values), so a bad file fails before any training step."""
+    """Restore the optimisers in place; returns the step to continue from. The step must be an integer and
+    every moment fit its parameter (shape, finite values), so a bad file fails before any training step."""
     if not path.is_file():
         raise CheckpointError(f"no training state to resume from: {path}")
     try:
@@ -41,7 +42,7 @@ def load_train_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]) -
         raise CheckpointError(f"training state {path} is damaged ({err})") from err
     if meta.get("format") != "clipsr-train-state":
         raise CheckpointError(f"{path} is not a clipsr training state")
-    if not meta.get("step", "").isdigit():
+    if not re.fullmatch(r"[0-9]+", meta.get("step", "")):
         raise CheckpointError(f"{path}: the step must be a non-negative integer, got {meta.get('step')!r}")
     try:
         groups = json.loads(meta["param_groups"])
