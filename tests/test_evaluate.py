@@ -9,7 +9,6 @@ import sys
 from clipsr.checkpoint import save_checkpoint
 
 
-
 def test_eval_writes_metrics_with_bicubic_baseline_offline(tiny16, tmp_path):
     """Offline (the shipped NIQE parameters, nothing cached), with a Ma model that cannot be used here:
     everything else is written, and a warning says what is missing."""

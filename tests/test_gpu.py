@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from clipsr.checkpoint import load_checkpoint
+from clipsr.metrics_logger import METRICS_FILE
 from clipsr.model import build_model
 from clipsr.train_config import TrainConfig
-from clipsr.metrics_logger import METRICS_FILE
 from clipsr.trainer import CHECKPOINT_FILE, SRTrainer
 
 pytestmark = [pytest.mark.gpu,
