@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import traceback
 from pathlib import Path
 
 import pytest
@@ -39,9 +38,14 @@ def _metrics(run: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "img_per_s"} for row in rows]
 
 
-def _kill_at(point: int, half: bool) -> None:
-    """In a forked child: die (no cleanup, as SIGKILL) at the `point`-th file operation of a save or metrics
-    line; with `half`, the file being written is left half written."""
+class _Killed(BaseException):
+    """Ends the training run at the injected point (not an Exception: nothing may catch it)."""
+
+
+def _kill_at(monkeypatch, run: Path, snapshot: Path, point: int, half: bool) -> None:
+    """At the `point`-th file operation of a save or metrics line, copy `run` as it lies on disk to
+    `snapshot` (what a SIGKILL at that instant leaves; with `half`, the file being written is cut short)
+    and end the run."""
     count = [0]
     replace, rmtree, log = os.replace, shutil.rmtree, MetricsLogger.log
 
@@ -50,7 +54,8 @@ def _kill_at(point: int, half: bool) -> None:
         if count[0] == point:
             if half:
                 partial()
-            os._exit(KILLED)
+            shutil.copytree(run, snapshot)
+            raise _Killed
 
     def cut(path) -> None:
         path = Path(path)
@@ -72,26 +77,25 @@ def _kill_at(point: int, half: bool) -> None:
         tick(half_line)
         return log(self, step, values)
 
-    os.replace, shutil.rmtree, MetricsLogger.log = killing_replace, killing_rmtree, killing_log
+    monkeypatch.setattr(os, "replace", killing_replace)
+    monkeypatch.setattr(shutil, "rmtree", killing_rmtree)
+    monkeypatch.setattr(MetricsLogger, "log", killing_log)
 
 
-def _run_killed(out: Path, steps: int, point: int, half: bool) -> int:
-    """Resume `out` to `steps` in a child process killed at `point`; its exit code (0: not reached)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+def _killed(monkeypatch, run: Path, snapshot: Path, steps: int, point: int, half: bool) -> bool:
+    """Resume `run` to `steps`, killed at `point`: whether the point was reached (`snapshot` then holds
+    the folder the kill left)."""
+    trainer = SRTrainer(_cfg(run, steps), resume=True)
+    with monkeypatch.context() as patch:
+        _kill_at(patch, run, snapshot, point, half)
         try:
-            trainer = SRTrainer(_cfg(out, steps), resume=True)
-            _kill_at(point, half)
             trainer.train()
-        except BaseException:
-            traceback.print_exc()
-            code = 3
-        os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        except _Killed:
+            return True
+    return False
 
 
-def test_a_kill_anywhere_in_a_save_then_resume_equals_the_uninterrupted_run(tmp_path):
+def test_a_kill_anywhere_in_a_save_then_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     SRTrainer(_cfg(straight, 2)).train()
     half = tmp_path / "half"
@@ -105,16 +109,16 @@ def test_a_kill_anywhere_in_a_save_then_resume_equals_the_uninterrupted_run(tmp_
     handled = 0
     for point, cut in cases:
         run = tmp_path / f"kill{point}{'half' if cut else ''}"
-        shutil.copytree(half, run)
-        assert _run_killed(run, 2, point, cut) == KILLED, f"point {point} lies beyond the run's file operations"
-        SRTrainer(_cfg(run, 2), resume=True).train()
-        state = _state(run)
+        shutil.copytree(half, run / "live")
+        assert _killed(monkeypatch, run / "live", run / "left", 2, point, cut), f"no file operation {point}"
+        SRTrainer(_cfg(run / "left", 2), resume=True).train()
+        state = _state(run / "left")
         assert state.keys() == expected.keys()
         assert all(torch.equal(state[k], expected[k]) for k in expected), f"kill at {point} (half {cut}) diverges"
-        assert _metrics(run) == expected_metrics
-        assert not list(run.glob(".*tmp*")) and not (run / PENDING).exists()
+        assert _metrics(run / "left") == expected_metrics
+        assert not list((run / "left").glob(".*tmp*")) and not (run / "left" / PENDING).exists()
         handled += 1
-    assert _run_killed(half, 2, 12, False) == 0, "the cases cover every file operation"
+    assert not _killed(monkeypatch, half, tmp_path / "unused", 2, 12, False), "the cases cover every operation"
     assert handled == len(cases) == 13
 
 
