@@ -20,3 +20,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def move_into_place(source: Path, target: Path) -> None:
+    """Rename `source` (written whole beside `target`, same file system) onto `target` in one step:
+    readers see the old file or the new one."""
+    os.replace(source, target)

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .atomic import atomic_write
+from .atomic import atomic_write, move_into_place
 
 MANIFEST = "run_manifest.json"
 PENDING = ".pending"
@@ -109,8 +109,8 @@ def _finish_pending(out: Path) -> None:
     _, files = read_manifest(pending / MANIFEST)
     for name in files:
         if (pending / name).is_file():
-            os.replace(pending / name, out / name)
-    os.replace(pending / MANIFEST, out / MANIFEST)
+            move_into_place(pending / name, out / name)
+    move_into_place(pending / MANIFEST, out / MANIFEST)
     shutil.rmtree(pending)
 
 
