@@ -29,7 +29,7 @@ class CLIPConfig:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Widths and switches of the generator (DESIGN.md section 1)."""
+    """Widths and switches of the generator (docs/architecture.md)."""
 
     scale: int = 16
     lr_res_width: int = 256          # global skip conv and R1 width, at LR resolution

@@ -1,5 +1,5 @@
 """The CLIP-SR generator: image encoder per scale, CLIP-ViT branch with prompts, iterative refinement,
-PixelShuffle upsampler (DESIGN.md section 1)."""
+PixelShuffle upsampler (docs/architecture.md)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Training losses (DESIGN.md section 2): VGG-19 perceptual, hinge D loss with mismatched captions,
+"""Training losses (docs/architecture.md): VGG-19 perceptual, hinge D loss with mismatched captions,
 MA-GP, and the generator's adversarial + text-image similarity term. Images are in [-1, 1]."""
 from __future__ import annotations
 

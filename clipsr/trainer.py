@@ -1,4 +1,4 @@
-"""The CLIP-SR training loop (DESIGN.md section 2): one D step, one G step, per batch.
+"""The CLIP-SR training loop (docs/architecture.md): one D step, one G step, per batch.
 
 D: hinge on (real, text) vs (fake, text) and (real, mismatched text), plus MA-GP on the real pair.
 G: L1 + VGG perceptual + lambda_adv * (-D(fake, text) - alpha * cos(CLIP(fake), text)).

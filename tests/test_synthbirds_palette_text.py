@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from clipsr.model import build_model
-from clipsr.synthbirds.palette import ANCHORS, NAMES
+from clipsr.synthbirds.colours import ANCHORS, NAMES
 from clipsr.synthbirds.palette_text import caption_targets, fit_palette_text, palette_text_inputs
 
 

@@ -1,6 +1,6 @@
 """SynthBirds as a torch Dataset: birds rendered on the fly from split seeds, with bicubic LR and a caption.
 
-`mismatch_lr_prob` (DESIGN.md 7): with that probability the LR is rendered from the same bird with other
+`mismatch_lr_prob`: with that probability the LR is rendered from the same bird with other
 colours for one or more of the parts its caption names, while HR and caption stay true, so the model learns
 that the LR cannot be trusted for those colours and must read them from the caption (a part the caption
 does not name keeps its LR colour: nothing could tell the model the true one).

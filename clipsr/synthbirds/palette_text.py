@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from clipsr.model import CLIPSR
 from clipsr.synthbirds.captions import bird_captions, caption_colours
-from clipsr.synthbirds.palette import ANCHORS, colour_index
+from clipsr.synthbirds.colours import ANCHORS, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 

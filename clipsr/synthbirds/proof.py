@@ -35,7 +35,7 @@ from clipsr.synthbirds.render import DESCRIBED_PARTS, BirdSpec, render, sample_s
 PLAIN_CAPTION = "a bird"
 # Wordings users type; "{crown}" and "{wing}" become the bird's colours. Which parts each one names is parsed.
 WORDINGS = ("a bird with {crown} crown", "{crown}-crowned bird with {wing} wings", "crown: {crown}")
-GOALS = {  # the caption issue's goals, each compared with >= unless named "_max" (<=)
+GOALS = {  # what the demo is measured against, each compared with >= unless named "_max" (<=)
     "colour_named_random": 0.7, "colour_crown_random": 0.8, "colour_wing_random": 0.8,
     "edits_followed": 0.7, "edits_rest_vs_unedited_db": 40.0,
     "psnr_minus_no_text_db": 0.0, "psnr_minus_bicubic_db": 0.5, "psnr_true_minus_shuffled_db": 0.5,
