@@ -11,6 +11,7 @@ from torch import nn
 from .blocks import GBlock, PaletteOutput, TBlock, TextMapper, TextPalette, TIFBlock
 from .clip import CLIPVisual
 from .config import FEATURE_SIZE, GeneratorConfig
+from .upsample import BicubicUpsample
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -152,6 +153,7 @@ class Generator(nn.Module):
                                    text_dim if cfg.up_text else None, cfg.text_reweight)
         if cfg.global_skip not in ("bicubic", "none"):
             raise ValueError(f"global_skip must be 'bicubic' or 'none', got {cfg.global_skip!r}")
+        self.bicubic = BicubicUpsample(cfg.lr_size, cfg.scale) if cfg.global_skip == "bicubic" else None
         self.palette = TextPalette(text_dim, cfg.up_width, cfg.text_palette) if cfg.text_palette else None
         self._init_convs()
 
@@ -202,7 +204,7 @@ class Generator(nn.Module):
         features = self.upsampler.features(h, lr_res, text)
         out = self.upsampler.out(features)
         if self.cfg.global_skip == "bicubic":
-            out = out + F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False)
+            out = out + self.bicubic(lr)
         if self.palette is None:
             return PaletteOutput(out)
         return self.palette(out, features, text)
