@@ -1,6 +1,7 @@
 """`python benchmarks/runtime.py`: Table III of the CLIP-SR paper (parameters, time per image) for this
 toolkit on this machine, and where the time goes: every backend present, text encoder and generator
-apart, batch 1 and a larger batch, same-run ratios, FLOPs, process memory and cold start.
+apart, batch 1 and a larger batch, ratios of calls interleaved in the same run, FLOPs against a
+measured peak, process memory and cold start, and the load average around it all.
 
 Prints rich tables and writes everything as JSON. `--quick` is the short CPU run the tests use."""
 from __future__ import annotations
@@ -17,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # clipsr_bench, beside
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
-ALL = "torch,torch-compile,torch-fp16,ort-cpu,ort-cuda,ort-trt,trt"
-QUICK = {"preset": "tiny", "runs": 5, "warmup": 2, "batch": "1,4"}
-FULL = {"preset": "paper-b32", "runs": 20, "warmup": 5, "batch": "1,8"}
+ALL = "torch,torch-compile,torch-fp16,torch-cudagraphs,ort-cpu,ort-cuda,ort-trt,trt,openvino"
+QUICK = {"preset": "tiny", "runs": 5, "warmup": 2, "batch": "1,4", "process_runs": 2}
+FULL = {"preset": "paper-b32", "runs": 20, "warmup": 5, "batch": "1,8", "process_runs": 5}
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -43,6 +44,7 @@ def main(
     json_file: Path = typer.Option(Path("benchmark-results.json"), "--json", help="Where to write the JSON."),
     quick: bool = typer.Option(False, "--quick", help="CPU only, tiny preset, few runs: under a minute."),
     processes: bool = typer.Option(True, help="Measure clipsr-run vs PyTorch as whole processes."),
+    process_runs: Optional[int] = typer.Option(None, help="Runs of each whole process (default 5; --quick: 2)."),
     ort_sweep: Optional[bool] = typer.Option(None, help="Try ONNX Runtime session settings (default: on, "
                                                         "off with --quick)."),
 ) -> None:
@@ -59,7 +61,8 @@ def main(
             preset=preset or defaults["preset"], scale=scale, backends=tuple(parse_backends(backends)),
             batches=_sizes(batch or defaults["batch"]), runs=defaults["runs"] if runs is None else runs,
             warmup=defaults["warmup"] if warmup is None else warmup, threads=threads or torch.get_num_threads(),
-            cpu_only=quick, processes=processes, ort_sweep=not quick if ort_sweep is None else ort_sweep)
+            cpu_only=quick, processes=processes, ort_sweep=not quick if ort_sweep is None else ort_sweep,
+            process_runs=process_runs or defaults["process_runs"])
         with _err.status("starting") as status:
             result = run_suite(settings, on_step=lambda step: status.update(step))
         json_file.parent.mkdir(parents=True, exist_ok=True)

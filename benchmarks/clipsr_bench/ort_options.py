@@ -1,14 +1,16 @@
 """ONNX Runtime session settings, tried on the generator against what `clipsr_runtime`'s OrtBackend
-does, in the same run: graph optimisation level, execution mode, memory pattern, IO binding. A ratio
-above 1 means the setting is faster than the runtime's; it is what decides edits to backends/ort.py."""
+does, interleaved call by call in the same run: graph optimisation level, execution mode, memory
+pattern, IO binding. A ratio above 1 means the setting is faster than the runtime's; it is what decides
+edits to backends/ort.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
 
-from clipsr_bench.timing import measure
+from clipsr_bench.timing import interleave, pairwise_ratio
 
+RUNTIME = "runtime OrtBackend"
 PROVIDER = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider"}
 
 
@@ -46,22 +48,22 @@ def _io_bound(session, lr: np.ndarray, emb: np.ndarray, device: str) -> Callable
 
 def sweep(manifest, backend: str, lr: np.ndarray, emb: np.ndarray, threads: int, runs: int, warmup: int,
           baseline: Callable[[], object]) -> dict:
-    """Generator latency per setting and its speed ratio over the runtime's own backend (`baseline`)."""
+    """Generator latency per setting, all interleaved with the runtime's own backend (`baseline`), and
+    each setting's speed over it as the median (and spread) of the per-round ratios."""
     import onnxruntime as ort
 
     path, provider = str(manifest.stage_file("generator", "fp32")), PROVIDER[backend]
-
-    def time_it(fn: Callable[[], object]) -> float:
-        return measure(fn, len(lr), runs, warmup).median_ms
-
-    reference = time_it(baseline)
-    results = {"runtime OrtBackend": {"median_ms": reference, "speedup_vs_runtime": 1.0}}
     feed = {"lr": lr, "text_embedding": emb}
+    calls = {RUNTIME: baseline}
     for name, settings in _variants(ort).items():
         session = _session(ort, path, provider, threads, settings)
-        ms = time_it(lambda: session.run(["sr"], feed))
-        results[name] = {"median_ms": ms, "speedup_vs_runtime": reference / ms}
+        calls[name] = lambda session=session: session.run(["sr"], feed)
     session = _session(ort, path, provider, threads, _variants(ort)["level=all (as runtime)"])
-    ms = time_it(_io_bound(session, lr, emb, "cuda" if backend == "ort-cuda" else "cpu"))
-    results["io_binding"] = {"median_ms": ms, "speedup_vs_runtime": reference / ms}
+    calls["io_binding"] = _io_bound(session, lr, emb, "cuda" if backend == "ort-cuda" else "cpu")
+    samples, errors = interleave(calls, runs, warmup)
+    if RUNTIME in errors:
+        raise RuntimeError(errors[RUNTIME])
+    results = {name: {"median_ms": float(np.median(ms)), "speedup_vs_runtime": pairwise_ratio(samples[RUNTIME], ms)}
+               for name, ms in samples.items()}
+    results |= {name: {"error": error} for name, error in errors.items()}
     return {"backend": backend, "batch": len(lr), "threads": threads, "variants": results}

@@ -16,6 +16,11 @@ def _ms(x: float) -> str:
     return f"{x:.3g}" if x < 10 else f"{x:.1f}" if x < 1000 else f"{x:,.0f}"
 
 
+def _ratio(r: dict) -> str:
+    """A pairwise ratio: median [min-max] over n rounds."""
+    return f"{r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}, n={r['pairs']}]"
+
+
 def params_table(params: dict) -> Table:
     t = Table(title=f"Parameters: paper-b32 in the paper's convention {_m(params['paper_convention'])} = "
                     f"{params['paper_convention_ratio']:.3f} x the paper's {_m(params['paper_quoted'])}")
@@ -49,42 +54,58 @@ def latency_table(result: dict) -> Table:
 
 
 def ratios_table(result: dict) -> Table:
-    t = Table(title="Ratios measured in this run (> 1: the first named is faster) and FLOPs")
+    t = Table(title="Ratios, median of per-round ratios [min-max] of interleaved calls (> 1: the first named "
+                    "is faster), and FLOPs")
     t.add_column("what")
     t.add_column("value", justify="right")
     for key, value in result["speedup"].items():
         if value is not None:
-            t.add_row(key, f"{value:.2f}x")
+            t.add_row(key, _ratio(value))
     f = result["flops"]
     t.add_row("generator GFLOP / image", f"{f['generator_per_image'] / 1e9:.3g}")
     t.add_row("text encoder GFLOP / prompt", f"{f['text_encoder_per_prompt'] / 1e9:.3g}")
     for name, peak in f["peaks"].items():
-        t.add_row(escape(f"peak {name}: {peak['source']}"), f"{peak['flops'] / 1e9:.1f} GFLOP/s")
-    for row, fraction in f["achieved_fraction_generator"].items():
-        t.add_row(f"generator {row}: fraction of peak", f"{100 * fraction:.1f}%")
+        t.add_row(escape(f"peak {name}: best of {len(peak['candidates'])} (is {peak['source']})"),
+                  f"{peak['flops'] / 1e9:.1f} GFLOP/s")
+    for row, a in f["achieved_fraction_generator"].items():
+        flag = " (above the measured peak: capped)" if a["above_peak"] else ""
+        t.add_row(f"generator {row}: fraction of peak{flag}", f"{100 * a['fraction']:.1f}%")
     return t
 
 
 def processes_table(proc: dict) -> Table:
-    t = Table(title="One upscale as a whole process (CPU): peak RSS and launch -> first image written")
+    t = Table(title=f"One upscale as a whole process (CPU), {proc['runs']} runs each: median [min-max]")
     for col in ("path", "peak RSS MB", "to first image s", "wall s"):
         t.add_column(col, justify="right")
     for name, label in (("runtime", "clipsr-run (torch-free)"), ("torch", "PyTorch (clipsr)")):
         p = proc[name]
-        t.add_row(label, f"{p['peak_rss_mb']:.0f}", f"{p['to_output_s']:.2f}", f"{p['wall_s']:.2f}")
-    t.caption = (f"RSS runtime/PyTorch {proc['rss_runtime_over_torch']:.2f}; "
-                 f"cold start PyTorch/runtime {proc['cold_start_torch_over_runtime']:.2f}")
+        t.add_row(label, *(f"{p[k]['median']:.{d}f} [{p[k]['min']:.{d}f}-{p[k]['max']:.{d}f}]"
+                           for k, d in (("peak_rss_mb", 0), ("to_output_s", 2), ("wall_s", 2))))
+    t.caption = (f"RSS runtime/PyTorch {_ratio(proc['rss_runtime_over_torch'])}; "
+                 f"cold start PyTorch/runtime {_ratio(proc['cold_start_torch_over_runtime'])}")
     return t
 
 
 def ort_table(sweep: dict) -> Table:
     t = Table(title=f"ONNX Runtime settings, generator b{sweep['batch']}, {sweep['backend']}, "
-                    f"{sweep['threads']} intra-op threads")
+                    f"{sweep['threads']} intra-op threads, interleaved")
     for col in ("setting", "median ms", "speed vs runtime"):
         t.add_column(col, justify="right")
     for name, v in sweep["variants"].items():
-        t.add_row(name, _ms(v["median_ms"]), f"{v['speedup_vs_runtime']:.2f}x")
+        if "error" in v:
+            t.add_row(name, "failed", escape(v["error"]))
+        else:
+            t.add_row(name, _ms(v["median_ms"]), _ratio(v["speedup_vs_runtime"]))
     return t
+
+
+def load_line(machine: dict) -> str:
+    load = machine["load"]
+    note = (f"  OVERLOADED: above {load['cores']} cores, other processes shared the CPU" if load["overloaded"]
+            else "")
+    return (f"{machine['cpu']}, {machine['cpu_count']} cores; load average (1/5/15 min) before "
+            f"{'/'.join(f'{x:.2f}' for x in load['before'])}, after {'/'.join(f'{x:.2f}' for x in load['after'])}"
+            f"{note}")
 
 
 def paper_table(result: dict) -> Table:
@@ -109,3 +130,4 @@ def print_report(result: dict, console: Console | None = None) -> None:
         else:
             console.print(ort_table(sweep))
     console.print(paper_table(result))
+    console.print(load_line(result["machine"]), markup=False, highlight=False)

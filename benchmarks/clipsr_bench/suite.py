@@ -2,9 +2,7 @@
 parameters and FLOPs, measure processes, and gather one result dict (the JSON file and the report)."""
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +17,13 @@ from clipsr.model import CLIPSR
 from clipsr_bench import ort_options, paper, processes
 from clipsr_bench.flops import count_flops
 from clipsr_bench.params import parameter_section
-from clipsr_bench.targets import RUNTIME_BACKENDS, RowSpec, Target, Unavailable, open_target, plan_rows
-from clipsr_bench.timing import matmul_peak, measure
+from clipsr_bench.machine import load_section, machine_info
+from clipsr_bench.targets import ONNX_BACKENDS, RowSpec, Target, Unavailable, open_target, plan_rows
+from clipsr_bench.timing import Timing, fraction_of_peak, interleave, matmul_peak, pairwise_ratio
 
 PROMPT = "a small bird with a red crown, a white belly and short black wings"
-CPU_MATMUL = 1024
-GPU_MATMUL = 8192
+CPU_MATMUL = (512, 1024, 2048)
+GPU_MATMUL = (4096, 8192)
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,8 @@ class Settings:
     cpu_only: bool
     processes: bool
     ort_sweep: bool
+    process_runs: int = 3
+    peak_runs: int = 5
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -47,6 +48,8 @@ class Settings:
             raise ValueError(f"--scale must be one of {SCALES}, got {self.scale}")
         if not self.batches or min(self.batches) < 1:
             raise ValueError(f"--batch takes positive sizes, got {self.batches}")
+        if self.process_runs < 1 or self.peak_runs < 1:
+            raise ValueError(f"need process runs and peak runs >= 1 (got {self.process_runs}, {self.peak_runs})")
         if self.runs < 1 or self.warmup < 0 or self.threads < 1:
             raise ValueError(f"need runs >= 1, warmup >= 0, threads >= 1 (got {self.runs}, {self.warmup}, "
                              f"{self.threads})")
@@ -59,22 +62,7 @@ class Settings:
     def needs_export(self) -> bool:
         """ONNX files are needed by the runtime rows and the process comparison; PyTorch rows alone skip
         the export (minutes for paper-b32, FP16 and parity included)."""
-        return self.processes or any(b in RUNTIME_BACKENDS for b in self.backends)
-
-
-def machine() -> dict:
-    """What the numbers were measured on; the load average shows contention from other processes."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text(encoding="utf-8").splitlines() if cpuinfo.is_file() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-               platform.processor())
-    import onnxruntime
-
-    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "ort_providers": onnxruntime.get_available_providers(), "python": platform.python_version()}
+        return self.processes or any(b in ONNX_BACKENDS for b in self.backends)
 
 
 class Inputs:
@@ -88,43 +76,75 @@ class Inputs:
         self.emb = model.encode_text(tokens).numpy().astype(np.float32)
 
 
-def time_target(target: Target, inputs: Inputs, settings: Settings) -> dict:
-    """Text encoder and generator per batch size, and end to end for one image with a new prompt."""
-    text, gen = {}, {}
-    for b in settings.batches:
-        text[str(b)] = measure(target.text_call(inputs.tokens[:b]), b, settings.runs, settings.warmup,
-                               target.sync).to_dict()
-        gen[str(b)] = measure(target.generator_call(inputs.lr[:b], inputs.emb[:b]), b, settings.runs,
-                              settings.warmup, target.sync).to_dict()
-    first = str(settings.batches[0])
-    return {"status": "ok", "device": target.spec.device, "precision": target.spec.precision,
-            "text_encoder": text, "generator": gen,
-            "end_to_end_ms": text[first]["per_image_ms"] + gen[first]["per_image_ms"]}
+STAGES = ("text_encoder", "generator")
 
 
 def latency_section(model: CLIPSR, manifest, settings: Settings, inputs: Inputs,
                     on_step: Callable[[str], None]) -> tuple[dict, list[dict]]:
-    """Every row: timings, or status unavailable/failed with the reason; plus the ORT settings sweeps.
-    `manifest` is the exported model's, None when only PyTorch rows run."""
+    """Every row: timings, or status unavailable/failed with the reason; plus the ONNX Runtime settings
+    sweeps. All rows that opened are timed together, interleaved call by call, per stage and batch size,
+    and keep their per-round samples (`samples_ms`) for the pairwise ratios. `manifest` is the exported
+    model's, None when only PyTorch rows run."""
     rows: dict[str, dict] = {}
-    sweeps = []
+    targets: dict[str, Target] = {}
     fp16 = manifest is not None and "fp16" in manifest.text_encoder.files
     for spec in plan_rows(list(settings.backends), fp16=fp16):
-        on_step(f"timing {spec.row}")
+        on_step(f"opening {spec.row}")
         try:
-            target = open_target(spec, model, manifest, settings.threads, max(settings.batches), settings.cpu_only)
-            rows[spec.row] = time_target(target, inputs, settings)
-            if settings.ort_sweep and spec.row in ("ort-cpu", "ort-cuda"):
-                on_step(f"ONNX Runtime settings on {spec.row}")
-                sweeps.append(_sweep(manifest, spec.row, target, inputs, settings))
+            targets[spec.row] = open_target(spec, model, manifest, settings.threads, max(settings.batches),
+                                            settings.cpu_only)
         except Unavailable as exc:
             rows[spec.row] = _not_run(spec, "unavailable", str(exc))
         except Exception as exc:  # one broken backend must not end the benchmark: report it
-            rows[spec.row] = _not_run(spec, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
-        finally:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-    return rows, sweeps
+            rows[spec.row] = _not_run(spec, "failed", _first_line(exc))
+    times: dict[str, dict] = {row: {stage: {} for stage in STAGES} for row in targets}
+    for b in settings.batches:
+        for stage in STAGES:
+            live = [row for row in targets if row not in rows]
+            on_step(f"timing {stage} b{b}: {', '.join(live)} interleaved")
+            calls = {}
+            for row in live:
+                try:
+                    calls[row] = _stage_call(targets[row], stage, inputs, b)
+                except Exception as exc:
+                    rows[row] = _not_run(targets[row].spec, "failed", _first_line(exc))
+            samples, errors = interleave(calls, settings.runs, settings.warmup,
+                                         {row: targets[row].sync for row in calls})
+            for row, error in errors.items():
+                rows[row] = _not_run(targets[row].spec, "failed", error)
+            for row, ms in samples.items():
+                times[row][stage][str(b)] = {**Timing.of(ms, b).to_dict(), "samples_ms": ms}
+    first = str(settings.batches[0])
+    for row, target in targets.items():
+        if row not in rows:
+            t = times[row]
+            rows[row] = {"status": "ok", "device": target.spec.device, "precision": target.spec.precision, **t,
+                         "end_to_end_ms": t["text_encoder"][first]["per_image_ms"]
+                         + t["generator"][first]["per_image_ms"]}
+    sweeps = []
+    for row in ("ort-cpu", "ort-cuda"):
+        if settings.ort_sweep and rows.get(row, {}).get("status") == "ok":
+            on_step(f"ONNX Runtime settings on {row}")
+            sweeps.append(_sweep(manifest, row, targets[row], inputs, settings))
+    targets.clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return dict(sorted(rows.items(), key=lambda kv: _row_order(settings, kv[0]))), sweeps
+
+
+def _row_order(settings: Settings, row: str) -> int:
+    names = [spec.row for spec in plan_rows(list(settings.backends), fp16=True)]
+    return names.index(row) if row in names else len(names)
+
+
+def _stage_call(target: Target, stage: str, inputs: Inputs, batch: int) -> Callable[[], object]:
+    if stage == "text_encoder":
+        return target.text_call(inputs.tokens[:batch])
+    return target.generator_call(inputs.lr[:batch], inputs.emb[:batch])
+
+
+def _first_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
 
 
 def _sweep(manifest, backend: str, target: Target, inputs: Inputs, settings: Settings) -> dict:
@@ -141,12 +161,13 @@ def _not_run(spec: RowSpec, status: str, reason: str) -> dict:
     return {"status": status, "reason": reason, "device": spec.device, "precision": spec.precision}
 
 
-def _ratio(rows: dict, slow: str, fast: str, stage: str = "generator", *, batch: int) -> float | None:
-    """slow / fast median at one batch size (> 1: `fast` is faster), None unless both ran."""
+def _ratio(rows: dict, slow: str, fast: str, stage: str = "generator", *, batch: int) -> dict | None:
+    """Median (and spread) of the per-round slow / fast ratios at one batch size (> 1: `fast` is
+    faster), None unless both ran."""
     a, b = rows.get(slow, {}), rows.get(fast, {})
     if a.get("status") != "ok" or b.get("status") != "ok" or str(batch) not in a[stage]:
         return None
-    return a[stage][str(batch)]["median_ms"] / b[stage][str(batch)]["median_ms"]
+    return pairwise_ratio(a[stage][str(batch)]["samples_ms"], b[stage][str(batch)]["samples_ms"])
 
 
 def speedup_section(rows: dict, batches: tuple[int, ...]) -> dict:
@@ -154,10 +175,13 @@ def speedup_section(rows: dict, batches: tuple[int, ...]) -> dict:
     speed = {"generator_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", batch=b1)}
     if bn != b1:
         speed[f"generator_ort_vs_torch_cpu_batch{bn}"] = _ratio(rows, "torch-cpu", "ort-cpu", batch=bn)
-    speed |= {"text_encoder_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", "text_encoder", batch=b1),
+    speed |= {"generator_openvino_vs_ort_cpu": _ratio(rows, "ort-cpu", "openvino", batch=b1),
+              "generator_openvino_vs_torch_cpu": _ratio(rows, "torch-cpu", "openvino", batch=b1),
+              "text_encoder_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", "text_encoder", batch=b1),
               "generator_torch_cuda_vs_cpu": _ratio(rows, "torch-cpu", "torch-cuda", batch=b1),
               "generator_torch_fp16_vs_fp32": _ratio(rows, "torch-cuda", "torch-fp16", batch=bn),
-              "generator_torch_compile_vs_eager": _ratio(rows, "torch-cuda", "torch-compile", batch=bn)}
+              "generator_torch_compile_vs_eager": _ratio(rows, "torch-cuda", "torch-compile", batch=bn),
+              "generator_torch_cudagraphs_vs_eager": _ratio(rows, "torch-cuda", "torch-cudagraphs", batch=b1)}
     for backend in ("ort-cuda", "ort-trt", "trt"):
         key = backend.replace("-", "_")
         speed[f"generator_{key}_fp16_vs_fp32"] = _ratio(rows, backend, f"{backend}-fp16", batch=bn)
@@ -166,22 +190,22 @@ def speedup_section(rows: dict, batches: tuple[int, ...]) -> dict:
 
 
 def flops_section(model: CLIPSR, inputs: Inputs, rows: dict, settings: Settings) -> dict:
-    """FLOPs per image / prompt, measured matmul peaks, and each row's achieved fraction at the largest batch."""
+    """FLOPs per image / prompt, measured matmul peaks, and each row's achieved fraction (capped at 1,
+    flagged when it would pass it) at the largest batch."""
     lr, emb, tokens = (torch.from_numpy(a[:1]) for a in (inputs.lr, inputs.emb, inputs.tokens))
     gen = count_flops(lambda: model.generator(lr, emb))
     text = count_flops(lambda: model.encode_text(tokens.long()))
-    peaks = {"cpu-fp32": {"flops": matmul_peak("cpu", torch.float32, CPU_MATMUL),
-                          "source": f"torch.mm {CPU_MATMUL}^2 fp32, {settings.threads} threads, this run"}}
+    peaks = {"cpu-fp32": matmul_peak("cpu", torch.float32, CPU_MATMUL, settings.peak_runs)}
+    peaks["cpu-fp32"]["threads"] = settings.threads
     if settings.use_cuda:
         for name, dtype in (("cuda-fp32", torch.float32), ("cuda-fp16", torch.float16)):
-            peaks[name] = {"flops": matmul_peak("cuda", dtype, GPU_MATMUL),
-                           "source": f"torch.mm {GPU_MATMUL}^2 {name[5:]}, this run"}
+            peaks[name] = matmul_peak("cuda", dtype, GPU_MATMUL, settings.peak_runs)
     achieved = {}
     bn = str(settings.batches[-1])
     for row, r in rows.items():
         peak = peaks.get(f"{r['device']}-{r['precision']}")
         if r["status"] == "ok" and peak:
-            achieved[row] = gen / (r["generator"][bn]["per_image_ms"] / 1e3) / peak["flops"]
+            achieved[row] = fraction_of_peak(gen / (r["generator"][bn]["per_image_ms"] / 1e3), peak["flops"])
     return {"counter": "torch.utils.flop_counter.FlopCounterMode (matmul and convolution FLOPs)",
             "generator_per_image": gen, "text_encoder_per_prompt": text, "peaks": peaks,
             "achieved_fraction_generator": achieved, "achieved_at_batch": int(bn)}
@@ -215,7 +239,8 @@ def run_suite(settings: Settings, on_step: Callable[[str], None] = lambda step: 
     from clipsr_runtime.manifest import load_manifest
 
     torch.set_num_threads(settings.threads)
-    result = {"machine": machine(), "settings": {**settings.__dict__, "batches": list(settings.batches),
+    load_before = os.getloadavg()
+    result = {"machine": machine_info(), "settings": {**settings.__dict__, "batches": list(settings.batches),
                                                  "backends": list(settings.backends)}}
     on_step("parameter counts")
     result["params"] = parameter_section([settings.preset], SCALES, settings.scale)
@@ -240,6 +265,8 @@ def run_suite(settings: Settings, on_step: Callable[[str], None] = lambda step: 
             image = work / "lr.png"
             Image.fromarray(((inputs.lr[0].transpose(1, 2, 0) + 1) * 127.5).round().astype(np.uint8)).save(image)
             result["processes"] = processes.compare_processes(work / "model", work / "model.safetensors", image,
-                                                              PROMPT, work, settings.threads)
+                                                              PROMPT, work, settings.threads,
+                                                              settings.process_runs)
     result["paper"] = paper_section(result["params"], rows, settings)
+    result["machine"]["load"] = load_section(load_before, os.getloadavg(), os.cpu_count())
     return result

@@ -15,8 +15,10 @@ import torch
 from clipsr.model import CLIPSR
 from clipsr_bench.timing import cuda_sync
 
-BACKENDS = ("torch", "torch-compile", "torch-fp16", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+BACKENDS = ("torch", "torch-compile", "torch-fp16", "torch-cudagraphs", "ort-cpu", "ort-cuda", "ort-trt", "trt",
+            "openvino")
 RUNTIME_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "trt")
+ONNX_BACKENDS = (*RUNTIME_BACKENDS, "openvino")  # those that run the exported graphs
 
 
 class Unavailable(RuntimeError):
@@ -55,11 +57,11 @@ def plan_rows(backends: list[str], fp16: bool) -> list[RowSpec]:
     for b in backends:
         if b == "torch":
             rows += [RowSpec("torch-cpu", b, "cpu", "fp32"), RowSpec("torch-cuda", b, "cuda", "fp32")]
-        elif b == "torch-compile":
+        elif b in ("torch-compile", "torch-cudagraphs"):
             rows.append(RowSpec(b, b, "cuda", "fp32"))
         elif b == "torch-fp16":
             rows.append(RowSpec(b, b, "cuda", "fp16"))
-        elif b == "ort-cpu":
+        elif b in ("ort-cpu", "openvino"):
             rows.append(RowSpec(b, b, "cpu", "fp32"))
         else:
             rows.append(RowSpec(b, b, "cuda", "fp32"))
@@ -74,6 +76,8 @@ def open_target(spec: RowSpec, model: CLIPSR, manifest, threads: int, max_batch:
         raise Unavailable("skipped: --quick is a CPU run")
     if spec.backend in RUNTIME_BACKENDS:
         return _runtime_target(spec, manifest, threads, max_batch)
+    if spec.backend == "openvino":
+        return _openvino_target(spec, manifest, threads)
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise Unavailable("no CUDA device (torch.cuda.is_available() is False)")
     return _torch_target(spec, model)
@@ -87,13 +91,15 @@ def _torch_target(spec: RowSpec, model: CLIPSR) -> Target:
     if spec.backend == "torch-compile":
         text_encoder, generator = torch.compile(text_encoder), torch.compile(generator)
 
+    wrap = _cuda_graph if spec.backend == "torch-cudagraphs" else _inference
+
     def text_call(tokens: np.ndarray) -> Callable[[], object]:
         t = torch.from_numpy(tokens).long().to(spec.device)
-        return _inference(lambda: text_encoder(t))
+        return wrap(lambda: text_encoder(t))
 
     def generator_call(lr: np.ndarray, emb: np.ndarray) -> Callable[[], object]:
         x, e = (torch.from_numpy(a).to(spec.device, dtype) for a in (lr, emb))
-        return _inference(lambda: generator(x, e))
+        return wrap(lambda: generator(x, e))
 
     return Target(spec, text_call, generator_call, cuda_sync if spec.device == "cuda" else None)
 
@@ -103,6 +109,22 @@ def _inference(fn: Callable[[], object]) -> Callable[[], object]:
         with torch.inference_mode():
             return fn()
     return call
+
+
+def _cuda_graph(fn: Callable[[], object], warmup: int = 3) -> Callable[[], object]:
+    """`fn` (fixed input tensors) captured once as a CUDA graph; each call replays it: one launch instead
+    of one per kernel, which is where a small batch spends its time on a GPU."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.inference_mode():
+        with torch.cuda.stream(stream):  # capture needs the allocator warmed up on a side stream
+            for _ in range(warmup):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+    return graph.replay
 
 
 def _runtime_target(spec: RowSpec, manifest, threads: int, max_batch: int) -> Target:
@@ -116,3 +138,29 @@ def _runtime_target(spec: RowSpec, manifest, threads: int, max_batch: int) -> Ta
         raise Unavailable(str(exc)) from None
     return Target(spec, lambda tokens: lambda: backend.run_text(tokens),
                   lambda lr, emb: lambda: backend.run_generator(lr, emb), None)
+
+
+def _openvino_target(spec: RowSpec, manifest, threads: int) -> Target:
+    """The exported FP32 graphs on OpenVINO's CPU plugin (benchmark only: the runtime has no OpenVINO
+    backend), compiled once per batch size with static shapes, FP32 inference, `threads` threads."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise Unavailable("OpenVINO is not installed (pip install openvino)") from None
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+
+    def compiled(stage: str, shapes: dict[str, tuple[int, ...]]):
+        model = core.read_model(str(manifest.stage_file(stage, "fp32")))
+        model.reshape({name: ov.PartialShape(list(shape)) for name, shape in shapes.items()})
+        return core.compile_model(model, "CPU", config)
+
+    def text_call(tokens: np.ndarray) -> Callable[[], object]:
+        request = compiled("text_encoder", {"tokens": tokens.shape}).create_infer_request()
+        return lambda: request.infer({"tokens": tokens})
+
+    def generator_call(lr: np.ndarray, emb: np.ndarray) -> Callable[[], object]:
+        request = compiled("generator", {"lr": lr.shape, "text_embedding": emb.shape}).create_infer_request()
+        return lambda: request.infer({"lr": lr, "text_embedding": emb})
+
+    return Target(spec, text_call, generator_call, None)
