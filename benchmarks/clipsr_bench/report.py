@@ -54,13 +54,13 @@ def latency_table(result: dict) -> Table:
 
 
 def ratios_table(result: dict) -> Table:
-    t = Table(title="Ratios, median of per-round ratios [min-max] of interleaved calls (> 1: the first named "
-                    "is faster), and FLOPs")
+    t = Table(title=escape("Ratios, median of per-round ratios [min-max] of interleaved calls (> 1: the first "
+                           "named is faster), and FLOPs"))
     t.add_column("what")
     t.add_column("value", justify="right")
     for key, value in result["speedup"].items():
         if value is not None:
-            t.add_row(key, _ratio(value))
+            t.add_row(key, escape(_ratio(value)))
     f = result["flops"]
     t.add_row("generator GFLOP / image", f"{f['generator_per_image'] / 1e9:.3g}")
     t.add_row("text encoder GFLOP / prompt", f"{f['text_encoder_per_prompt'] / 1e9:.3g}")
@@ -74,15 +74,15 @@ def ratios_table(result: dict) -> Table:
 
 
 def processes_table(proc: dict) -> Table:
-    t = Table(title=f"One upscale as a whole process (CPU), {proc['runs']} runs each: median [min-max]")
+    t = Table(title=escape(f"One upscale as a whole process (CPU), {proc['runs']} runs each: median [min-max]"))
     for col in ("path", "peak RSS MB", "to first image s", "wall s"):
         t.add_column(col, justify="right")
     for name, label in (("runtime", "clipsr-run (torch-free)"), ("torch", "PyTorch (clipsr)")):
         p = proc[name]
-        t.add_row(label, *(f"{p[k]['median']:.{d}f} [{p[k]['min']:.{d}f}-{p[k]['max']:.{d}f}]"
+        t.add_row(label, *(escape(f"{p[k]['median']:.{d}f} [{p[k]['min']:.{d}f}-{p[k]['max']:.{d}f}]")
                            for k, d in (("peak_rss_mb", 0), ("to_output_s", 2), ("wall_s", 2))))
-    t.caption = (f"RSS runtime/PyTorch {_ratio(proc['rss_runtime_over_torch'])}; "
-                 f"cold start PyTorch/runtime {_ratio(proc['cold_start_torch_over_runtime'])}")
+    t.caption = escape(f"RSS runtime/PyTorch {_ratio(proc['rss_runtime_over_torch'])}; "
+                       f"cold start PyTorch/runtime {_ratio(proc['cold_start_torch_over_runtime'])}")
     return t
 
 
@@ -95,7 +95,7 @@ def ort_table(sweep: dict) -> Table:
         if "error" in v:
             t.add_row(name, "failed", escape(v["error"]))
         else:
-            t.add_row(name, _ms(v["median_ms"]), _ratio(v["speedup_vs_runtime"]))
+            t.add_row(name, _ms(v["median_ms"]), escape(_ratio(v["speedup_vs_runtime"])))
     return t
 
 

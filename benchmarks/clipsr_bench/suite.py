@@ -175,6 +175,7 @@ def speedup_section(rows: dict, batches: tuple[int, ...]) -> dict:
     speed = {"generator_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", batch=b1)}
     if bn != b1:
         speed[f"generator_ort_vs_torch_cpu_batch{bn}"] = _ratio(rows, "torch-cpu", "ort-cpu", batch=bn)
+        speed[f"generator_openvino_vs_ort_cpu_batch{bn}"] = _ratio(rows, "ort-cpu", "openvino", batch=bn)
     speed |= {"generator_openvino_vs_ort_cpu": _ratio(rows, "ort-cpu", "openvino", batch=b1),
               "generator_openvino_vs_torch_cpu": _ratio(rows, "torch-cpu", "openvino", batch=b1),
               "text_encoder_ort_vs_torch_cpu": _ratio(rows, "torch-cpu", "ort-cpu", "text_encoder", batch=b1),
