@@ -55,7 +55,7 @@ def _degenerate(x: np.ndarray) -> bool:
 class Upscaler:
     """Text-guided super-resolution with an exported model folder, torch-free.
 
-    `backend`: auto | ort | trt | ort-cpu | ort-cuda | ort-trt (`self.backend.name` says which ran).
+    `backend`: auto | ort | trt | ort-cpu | ort-cuda | ort-trt | openvino (`self.backend.name` says which ran).
     `fit`: auto (LR size direct, smaller resized, larger tiled) | tile | resize.
     `tile` / `tile_pad`: tile side in LR pixels (default: the model's LR size) and tile overlap.
     `outscale`: final size as a factor of the input (default: the model's scale), resized with Lanczos.

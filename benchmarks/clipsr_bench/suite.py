@@ -18,7 +18,7 @@ from clipsr_bench import ort_options, paper, processes
 from clipsr_bench.flops import count_flops
 from clipsr_bench.params import parameter_section
 from clipsr_bench.machine import load_section, machine_info
-from clipsr_bench.targets import ONNX_BACKENDS, RowSpec, Target, Unavailable, open_target, plan_rows
+from clipsr_bench.targets import RUNTIME_BACKENDS, RowSpec, Target, Unavailable, open_target, plan_rows
 from clipsr_bench.timing import Timing, fraction_of_peak, interleave, matmul_peak, pairwise_ratio
 
 PROMPT = "a small bird with a red crown, a white belly and short black wings"
@@ -62,7 +62,7 @@ class Settings:
     def needs_export(self) -> bool:
         """ONNX files are needed by the runtime rows and the process comparison; PyTorch rows alone skip
         the export (minutes for paper-b32, FP16 and parity included)."""
-        return self.processes or any(b in ONNX_BACKENDS for b in self.backends)
+        return self.processes or any(b in RUNTIME_BACKENDS for b in self.backends)
 
 
 class Inputs:

@@ -17,8 +17,7 @@ from clipsr_bench.timing import cuda_sync
 
 BACKENDS = ("torch", "torch-compile", "torch-fp16", "torch-cudagraphs", "ort-cpu", "ort-cuda", "ort-trt", "trt",
             "openvino")
-RUNTIME_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "trt")
-ONNX_BACKENDS = (*RUNTIME_BACKENDS, "openvino")  # those that run the exported graphs
+RUNTIME_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "trt", "openvino")
 
 
 class Unavailable(RuntimeError):
@@ -76,8 +75,6 @@ def open_target(spec: RowSpec, model: CLIPSR, manifest, threads: int, max_batch:
         raise Unavailable("skipped: --quick is a CPU run")
     if spec.backend in RUNTIME_BACKENDS:
         return _runtime_target(spec, manifest, threads, max_batch)
-    if spec.backend == "openvino":
-        return _openvino_target(spec, manifest, threads)
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise Unavailable("no CUDA device (torch.cuda.is_available() is False)")
     return _torch_target(spec, model)
@@ -139,28 +136,3 @@ def _runtime_target(spec: RowSpec, manifest, threads: int, max_batch: int) -> Ta
     return Target(spec, lambda tokens: lambda: backend.run_text(tokens),
                   lambda lr, emb: lambda: backend.run_generator(lr, emb), None)
 
-
-def _openvino_target(spec: RowSpec, manifest, threads: int) -> Target:
-    """The exported FP32 graphs on OpenVINO's CPU plugin (benchmark only: the runtime has no OpenVINO
-    backend), compiled once per batch size with static shapes, FP32 inference, `threads` threads."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise Unavailable("OpenVINO is not installed (pip install openvino)") from None
-    core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-
-    def compiled(stage: str, shapes: dict[str, tuple[int, ...]]):
-        model = core.read_model(str(manifest.stage_file(stage, "fp32")))
-        model.reshape({name: ov.PartialShape(list(shape)) for name, shape in shapes.items()})
-        return core.compile_model(model, "CPU", config)
-
-    def text_call(tokens: np.ndarray) -> Callable[[], object]:
-        request = compiled("text_encoder", {"tokens": tokens.shape}).create_infer_request()
-        return lambda: request.infer({"tokens": tokens})
-
-    def generator_call(lr: np.ndarray, emb: np.ndarray) -> Callable[[], object]:
-        request = compiled("generator", {"lr": lr.shape, "text_embedding": emb.shape}).create_infer_request()
-        return lambda: request.infer({"lr": lr, "text_embedding": emb})
-
-    return Target(spec, text_call, generator_call, None)
