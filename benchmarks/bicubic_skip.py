@@ -39,7 +39,7 @@ def main(threads: int = typer.Option(1, help="CPU threads for PyTorch and ONNX R
 
     logging.getLogger().setLevel(logging.ERROR)
     torch.set_num_threads(threads)
-    model, _ = load_model(None, "tiny", 16, False)
+    model, _ = load_model(None, None, 16, False)
 
     class Resize(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

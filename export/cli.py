@@ -28,7 +28,7 @@ def export(
                                                    "the built-in demo of that scale (default 16); with one: only "
                                                    "checked (the checkpoint records its scale)."),
     checkpoint: Optional[Path] = typer.Option(None, help="A clipsr checkpoint (default: the built-in demo)."),
-    preset: Optional[str] = typer.Option(None, help="tiny | paper-b32: checked against the checkpoint, "
+    preset: Optional[str] = typer.Option(None, help="tiny | synthbirds | paper-b32: checked against the checkpoint, "
                                                     "or the preset of a --random model."),
     random: bool = typer.Option(False, "--random", help="Untrained model of --preset (benchmarks, tests)."),
     out: Optional[Path] = typer.Option(None, help="Model folder to write (default: ./<name>)."),
