@@ -8,12 +8,13 @@ checkpoint load) trusts only files whose digest matches the manifest.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+from clipsr_runtime.manifest import file_sha256
 
 from .atomic import atomic_write, move_into_place
 
@@ -24,14 +25,6 @@ FORMAT = "clipsr-run"
 
 class RunFolderError(ValueError):
     """A run folder is partial, mixed or damaged: nothing in it is trusted."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_step(out: Path, step: int, writers: dict[str, Callable[[Path], object]]) -> None:

@@ -23,7 +23,7 @@ def test_shipped_folder_is_the_export_of_the_shipped_checkpoint():
     assert manifest["source"]["checkpoint"] == DEMO_CHECKPOINT.name
     assert manifest["source"]["checkpoint_sha256"] == file_sha256(DEMO_CHECKPOINT)
     model = load_checkpoint(DEMO_CHECKPOINT)
-    assert (manifest["preset"], manifest["scale"]) == (model.config.preset, model.scale) == ("tiny", 16)
+    assert (manifest["preset"], manifest["scale"]) == (model.config.preset, model.scale) == ("synthbirds", 16)
 
 
 def test_runtime_upscales_the_examples_as_pytorch_does():

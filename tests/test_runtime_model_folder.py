@@ -9,6 +9,7 @@ import copy
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -225,9 +226,19 @@ def test_cli_reports_a_malformed_folder_as_one_line(valid, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png") == ["in.png"]
 
 
-def test_the_shipped_demo_folder_loads_as_format_1():
-    demo = load_manifest(builtin_models_dir() / "synthbirds-tiny-x16")
+def test_a_format_1_folder_still_loads(tmp_path):
+    """Format 1 (earlier exports) stated lr_size too; format 2 derives it."""
+    folder = tmp_path / "v1"
+    shutil.copytree(builtin_models_dir() / "synthbirds-tiny-x16", folder)
+    raw = json.loads((folder / "model.json").read_text())
+    raw.update(format_version=1, lr_size=16)
+    (folder / "model.json").write_text(json.dumps(raw))
+    demo = load_manifest(folder)
     assert (demo.format_version, demo.scale, demo.lr_size, demo.hr_size) == (1, 16, 16, 256)
+    raw["lr_size"] = 32
+    (folder / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match="lr_size 32 x scale 16 != hr_size 256"):
+        load_manifest(folder)
 
 
 # --- fuzz ------------------------------------------------------------------------------------------
