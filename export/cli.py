@@ -36,7 +36,7 @@ def export(
     name: Optional[str] = typer.Option(None, help="Model name in model.json (default: the checkpoint's stem, or "
                                                   "a training run's folder name)."),
     precision: str = typer.Option("fp32,fp16", help=f"Comma-separated, from {' | '.join(PRECISIONS)}; fp32 is "
-                                                    "required."),
+                                                    "required; int8 (CPU) is written only if it passes its gate."),
     trt: bool = typer.Option(False, "--trt", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
     batch_max: int = typer.Option(4, help="Largest batch of the TensorRT profiles (the runtime's --batch)."),
     opset: int = typer.Option(18, help="ONNX opset."),

@@ -19,10 +19,11 @@ from clipsr.checkpoint import DEMO_CHECKPOINT, load_checkpoint
 from clipsr.config import HR_SIZE, check_scale
 from clipsr.model import CLIPSR, build_model
 from clipsr.trainer import CHECKPOINT_FILE
-from clipsr_export import fp16, onnx_export, parity, tensorrt
+from clipsr_export import fp16, onnx_export, parity, quantize, tensorrt
 from clipsr_export.manifest import build_manifest, sha256, write_manifest
 from clipsr_export.writer import staged_folder
 from clipsr_runtime import manifest as contract
+from clipsr_runtime.backends import TRT_SKIPS
 from clipsr_runtime.backends import tensorrt as runtime_trt
 
 DEFAULT_SCALE = 16
@@ -32,6 +33,7 @@ VOCAB = "bpe_simple_vocab_16e6.txt.gz"
 # Progress step names (the CLI's bar counts them)
 STEP_ONNX = {"text_encoder": "text encoder -> ONNX", "generator": "generator -> ONNX"}
 STEP_FP16 = "FP16 conversion"
+STEP_INT8 = "INT8 quantization and gate"
 STEP_PARITY = "{} parity vs PyTorch"
 STEP_TRT = "TensorRT {} engines"
 STEP_MANIFEST = "manifest"
@@ -58,12 +60,17 @@ class ExportOptions:
         if self.name is not None:
             contract.check_name(self.name)
 
+    def trt_precisions(self) -> list[str]:
+        """The precisions that get TensorRT engines (with `trt`)."""
+        return [p for p in self.precisions if p not in TRT_SKIPS]
+
     def steps(self) -> list[str]:
         """Names of the steps `export_model` reports, in order (for progress bars)."""
         steps = [STEP_ONNX[stage] for stage in contract.STAGES]
         steps += [STEP_FP16] * ("fp16" in self.precisions)
+        steps += [STEP_INT8] * ("int8" in self.precisions)
         steps += [STEP_PARITY.format(p) for p in self.precisions]
-        steps += [STEP_TRT.format(p) for p in self.precisions] * self.trt
+        steps += [STEP_TRT.format(p) for p in self.trt_precisions()] * self.trt
         return steps + [STEP_MANIFEST]
 
 
@@ -208,6 +215,14 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
             with step(STEP_FP16):
                 for stage in contract.STAGES:
                     fp16.convert_fp16(folder / files[stage]["fp32"], folder / files[stage]["fp16"])
+        gate = {}
+        if "int8" in options.precisions:
+            with step(STEP_INT8):
+                for stage in contract.STAGES:
+                    quantize.quantize_int8(folder / files[stage]["fp32"], folder / files[stage]["int8"])
+                pair = {p: tuple(folder / files[stage][p] for stage in contract.STAGES) for p in ("fp32", "int8")}
+                gate = quantize.check_gate(quantize.gate_inputs(model), pair["fp32"], pair["int8"],
+                                           f"{model.config.preset} {model.scale}x")
         figures = {}
         for precision in options.precisions:
             with step(STEP_PARITY.format(precision)):
@@ -215,9 +230,10 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                                              folder / files["generator"][precision], samples, precision)
                 figures[precision] = parity.compare(reference, actual)
                 parity.check(figures[precision], precision, f"{model.config.preset} {model.scale}x")
+        figures.get("int8", {}).update(gate)
         shutil.copyfile(vocab, folder / VOCAB)
         engines = []
-        for precision in options.precisions if trt_info else ():
+        for precision in options.trt_precisions() if trt_info else ():
             with step(STEP_TRT.format(precision)):
                 engines += _build_engines(model, folder, files, precision, options.batch_max, *trt_info)
         with step(STEP_MANIFEST):

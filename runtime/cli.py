@@ -75,7 +75,7 @@ def run(
                                           help="Output file (one input) or folder (created if missing)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the built-in one)."),
     backend: str = typer.Option("auto", help="auto | ort | trt | ort-cpu | ort-cuda | ort-trt | openvino."),
-    precision: str = typer.Option("fp32", help="fp32 | fp16 (fp16 falls back to fp32 on NaN/Inf)."),
+    precision: str = typer.Option("fp32", help="fp32 | fp16 | int8 (CPU; fp16 falls back to fp32 on NaN/Inf)."),
     fit: str = typer.Option("auto", help="auto | tile | resize: inputs that are not the model's LR size."),
     tile: Optional[int] = typer.Option(None, help="Tile side in input pixels (default: the model's LR size). A "
                                                   "model exported with a fixed LR shape takes only that size "

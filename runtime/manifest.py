@@ -23,8 +23,8 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MANIFEST = "model.json"
 ENGINES = "engines"
-# Extend here (e.g. a quantised precision): export's choices and the runtime's follow.
-PRECISIONS = ("fp32", "fp16")
+# Extend here: export's choices, the ONNX file names and the runtime's choices follow.
+PRECISIONS = ("fp32", "fp16", "int8")
 STAGES = ("text_encoder", "generator")
 # stage -> "inputs"/"outputs" -> tensor name -> (dtype, rank): the graphs' names the backends feed.
 STAGE_IO = {

@@ -284,7 +284,7 @@ def test_failure_midway_leaves_nothing_and_keeps_the_earlier_export(x16, tmp_pat
 
 def test_options_are_checked_before_any_work(tmp_path):
     for args, message in ((["--precision", "fp16"], "precisions must include fp32"),
-                          (["--precision", "fp32,int8"], "precisions must include fp32"),
+                          (["--precision", "fp32,bf16"], "precisions must include fp32"),
                           (["--opset", "9"], "opset must be between 13 and 21"),
                           (["--batch-max", "0"], "batch-max must be >= 1"),
                           (["--checkpoint", tmp_path / "x.safetensors"], "--random and --checkpoint exclude")):

@@ -9,19 +9,23 @@ from clipsr_runtime.backends.base import Backend, BackendClosedError, BackendUna
 from clipsr_runtime.manifest import Manifest
 
 BACKENDS = ("auto", "ort", "trt", "ort-cpu", "ort-cuda", "ort-trt", "openvino")
+# INT8 graphs hold ONNX Runtime's dynamic-quantization ops (MatMulInteger...), which native TensorRT does
+# not build: no engines for them, and `auto` never picks TensorRT for them.
+TRT_SKIPS = ("int8",)
 
 __all__ = ["BACKENDS", "Backend", "BackendClosedError", "BackendUnavailableError", "create_backend",
            "resolve_backend_name"]
 
 
 def resolve_backend_name(backend: str, precision: str = "fp32") -> str:
-    """The concrete backend `auto` / `ort` stand for on this machine (OpenVINO runs fp32 graphs only)."""
+    """The concrete backend `auto` / `ort` stand for on this machine (OpenVINO runs fp32 graphs only,
+    TensorRT not int8 ones)."""
     from clipsr_runtime.backends import openvino, ort, tensorrt
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "auto":
-        if tensorrt.unavailable_reason() is None:
+        if tensorrt.unavailable_reason() is None and precision not in TRT_SKIPS:
             return "trt"
         best = ort.best_ort_backend()
         return "openvino" if best == "ort-cpu" and precision == "fp32" and openvino.installed() else best
@@ -35,6 +39,8 @@ def create_backend(manifest: Manifest, backend: str = "auto", precision: str = "
                    engine_dir: Path | None = None) -> Backend:
     """Open the model's graphs with the requested (or best available) backend."""
     name = resolve_backend_name(backend, precision)
+    if name == "trt" and precision in TRT_SKIPS:
+        raise ValueError(f"{precision} graphs run on ONNX Runtime (CPU): use --backend ort-cpu or auto")
     if name == "trt":
         from clipsr_runtime.backends.tensorrt import TrtBackend
 
