@@ -187,12 +187,7 @@ class Generator(nn.Module):
     def render(self, lr: torch.Tensor, text: torch.Tensor) -> PaletteOutput:
         """The SR image and, with a text palette, what it chose and read (training teaches them directly)."""
         self._check_inputs(lr, text)
-        if not self.cfg.use_text:
-            text = torch.zeros_like(text)
-        text = self.text_norm(text)
-        if self.cfg.text_clamp > 0:
-            text = text.clamp(-self.cfg.text_clamp, self.cfg.text_clamp)
-        text = self.text_mapper(text)
+        text = self.condition_text(text)
         lr_res, skips = self.encoder(lr)
         h = skips[FEATURE_SIZE]
         if self.branch is not None:
@@ -208,6 +203,15 @@ class Generator(nn.Module):
         if self.palette is None:
             return PaletteOutput(out)
         return self.palette(out, features, text)
+
+    def condition_text(self, text: torch.Tensor) -> torch.Tensor:
+        """F_T as every text-conditioned block reads it: zeroed without text, standardised, clamped, mapped."""
+        if not self.cfg.use_text:
+            text = torch.zeros_like(text)
+        text = self.text_norm(text)
+        if self.cfg.text_clamp > 0:
+            text = text.clamp(-self.cfg.text_clamp, self.cfg.text_clamp)
+        return self.text_mapper(text)
 
     def _check_inputs(self, lr: torch.Tensor, text: torch.Tensor) -> None:
         size = self.cfg.lr_size

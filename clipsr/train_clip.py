@@ -58,17 +58,19 @@ def train_clip(cfg: TrainConfig) -> Path:
     logger = MetricsLogger(out, enabled=True, append=False)
     with tqdm(total=cfg.steps, unit="step", dynamic_ncols=True) as bar:
         for step, (images, captions, attributes) in enumerate(loader, start=1):
+            texts = captions + (attributes[0] if head is not None and attributes is not None else [])
+            text_features = model.encode_text(tokenizer(texts).to(device))  # one pass for both objectives
             image_emb = model.encode_image(clip_preprocess(images.to(device), image_size), normalize=True)
-            text_emb = model.encode_text(tokenizer(captions).to(device), normalize=True)
+            text_emb = F.normalize(text_features[:len(captions)], dim=-1)
             loss = loss_fn(image_emb, text_emb, model.logit_scale.exp())
             logs = {"clip_loss": loss.item()}
-            if head is not None and attributes is not None:
-                texts, labels = attributes
-                logits = head(model.encode_text(tokenizer(texts).to(device)))
-                attribute = F.cross_entropy(logits.flatten(0, 1), labels.to(device).flatten())
+            if len(texts) > len(captions):
+                labels = attributes[1].to(device)
+                logits = head(text_features[len(captions):])
+                attribute = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
                 loss = loss + cfg.attribute_loss * attribute
                 logs["attribute_loss"] = attribute.item()
-                logs["attribute_accuracy"] = (logits.argmax(-1) == labels.to(device)).float().mean().item()
+                logs["attribute_accuracy"] = (logits.argmax(-1) == labels).float().mean().item()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -103,7 +105,7 @@ class AttributeHead(torch.nn.Module):
 
 def attribute_head(dataset, text_dim: int, weight: float) -> AttributeHead | None:
     """The auxiliary head when asked for (weight > 0) and the dataset labels attributes (`attribute_shape`)."""
-    shape = getattr(dataset, "attribute_shape", None) if getattr(dataset, "attributes", False) else None
+    shape = getattr(dataset, "attribute_shape", None)
     if weight > 0 and shape is None:
         raise ValueError("--attribute-loss needs a dataset that labels caption attributes "
                          "(synthbirds: --data-opt attributes=true), or --attribute-loss 0")

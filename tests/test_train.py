@@ -132,6 +132,21 @@ def test_clip_stage_writes_loadable_open_clip_weights(tmp_path):
     assert len((tmp_path / "clip" / METRICS_FILE).read_text().splitlines()) == 3
 
 
+def test_clip_stage_attribute_head_learns_from_labelled_captions_and_needs_them(tmp_path):
+    from clipsr.train_clip import train_clip
+
+    cfg = TrainConfig(stage="clip", out=str(tmp_path / "clip"), steps=2, batch_size=2, preset="tiny",
+                      data_options={"count": 8, "attributes": True}, attribute_loss=1.0, log_every=1)
+    train_clip(cfg)
+    logged = [json.loads(line) for line in (tmp_path / "clip" / METRICS_FILE).read_text().splitlines()]
+    assert [row["step"] for row in logged] == [1, 2]
+    # 4 parts x 11 classes from a fresh head: about log(11) each, and far from every attribute right
+    assert all(1.5 < row["attribute_loss"] < 4.0 and row["attribute_accuracy"] < 0.9 for row in logged)
+    with pytest.raises(ValueError, match="--attribute-loss needs a dataset that labels"):
+        train_clip(TrainConfig(stage="clip", out=str(tmp_path / "plain"), steps=1, batch_size=2, preset="tiny",
+                               data_options={"count": 8}, attribute_loss=1.0))
+
+
 @pytest.mark.parametrize("args, message, status", [
     (["--stage", "nope"], "--stage must be sr or clip", 2),
     (["--dataset", "imagenet"], "unknown dataset", 1),

@@ -155,7 +155,8 @@ def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="fold
                                                      "proof)"),
            clip_steps: int = typer.Option(1500), sr_steps: int = typer.Option(1500),
            dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing")) -> None:
-    """Train the built-in demo from nothing: CLIP stage, its report, SR stage, no-text variant, proof. Stages
+    """Train the built-in demo from nothing: CLIP stage, its report, SR stage, the palette's text reader fitted
+    on captions, no-text variant, proof. Stages
     already done are skipped and an interrupted SR stage resumes, so the recipe can run in parts."""
     from clipsr.synthbirds.recipe import command, run_recipe, stages
 

@@ -40,8 +40,6 @@ class SynthBirdsDataset(Dataset):
     vocabulary indices of DESCRIBED_PARTS in the HR ("colours") and in the LR ("lr_colours"); the options
     add the keys the module docstring lists."""
 
-    attribute_shape = (len(DESCRIBED_PARTS), len(NAMES) + 1)  # per part: a colour, or not named
-
     def __init__(self, split: str = "train", scale: int = 16, train: bool = True, count: int | None = None,
                  seed_offset: int = 0, mismatch_lr_prob: float = 0.0, captions: str = "random",
                  twins: bool = False, part_weight: float = 1.0, part_labels: bool = False,
@@ -63,7 +61,8 @@ class SynthBirdsDataset(Dataset):
             raise ValueError(f"part_weight {part_weight} must be >= 1 (1: a plain loss)")
         self.part_weight = float(part_weight)
         self.part_labels = part_labels
-        self.attributes = attributes
+        # per described part: a colour, or not named (the CLIP stage's attribute head reads this)
+        self.attribute_shape = (len(DESCRIBED_PARTS), len(NAMES) + 1) if attributes else None
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -76,9 +75,10 @@ class SynthBirdsDataset(Dataset):
         spec = self.spec(index)
         hr, masks = render(spec)
         texts = bird_captions(spec)
-        choices = [i for i, text in enumerate(texts) if caption_colours(text)] if self.twins else range(len(texts))
+        parsed = [caption_colours(text) for text in texts]
+        choices = [i for i, named in enumerate(parsed) if named] if self.twins else range(len(texts))
         choice = int(choices[int(torch.randint(len(choices), ()))]) if self.random_caption else 0
-        named = caption_colours(texts[choice])
+        named = parsed[choice]
         mismatch = named and torch.rand(()) < self.mismatch_lr_prob
         lr_spec = self._mismatched(spec, [p for p in DESCRIBED_PARTS if p in named]) if mismatch else spec
         lr_source = hr if lr_spec is spec else render(lr_spec)[0]
@@ -101,9 +101,9 @@ class SynthBirdsDataset(Dataset):
             item["palette_colours"] = torch.from_numpy(np.stack(
                 [median_colour(hr, masks[part]) for part in DESCRIBED_PARTS]).astype(np.float32) / 127.5 - 1.0)
             item["palette_named"] = torch.from_numpy(is_named.astype(np.float32))
-        if self.attributes:
+        if self.attribute_shape is not None:
             item["attribute_captions"] = texts
-            item["attribute_labels"] = attribute_labels(texts)
+            item["attribute_labels"] = attribute_labels(parsed)
         if self.twins:
             twin, item["twin_caption"] = self._twin(spec, choice)
             item["twin_hr"] = _to_tensor(render(twin)[0].astype(np.float32) / 255.0)
@@ -147,11 +147,11 @@ def part_label_map(masks: dict[str, np.ndarray]) -> np.ndarray:
     return labels
 
 
-def attribute_labels(captions: list[str]) -> torch.Tensor:
-    """(captions, parts) long: the colour index each caption names for each described part, len(NAMES) for none."""
-    named = [caption_colours(caption) for caption in captions]
+def attribute_labels(parsed: list[dict[str, str]]) -> torch.Tensor:
+    """(captions, parts) long, from `caption_colours` of each caption: the colour index it names for each
+    described part, len(NAMES) for none."""
     return torch.tensor([[colour_index(n[part]) if part in n else len(NAMES) for part in DESCRIBED_PARTS]
-                         for n in named], dtype=torch.long)
+                         for n in parsed], dtype=torch.long)
 
 
 def described_colours(spec: BirdSpec) -> torch.Tensor:

@@ -26,8 +26,9 @@ def caption_targets(captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     colours = torch.zeros(len(captions), len(DESCRIBED_PARTS), 3)
     named = torch.zeros(len(captions), len(DESCRIBED_PARTS))
     for i, caption in enumerate(captions):
+        named_colours = caption_colours(caption)
         for k, part in enumerate(DESCRIBED_PARTS):
-            colour = caption_colours(caption).get(part)
+            colour = named_colours.get(part)
             if colour is not None:
                 colours[i, k] = torch.from_numpy(ANCHORS[colour_index(colour)] / 127.5 - 1.0)
                 named[i, k] = 1.0
@@ -38,10 +39,7 @@ def palette_text_inputs(model: CLIPSR, captions: list[str]) -> torch.Tensor:
     """What the palette reads of these captions: F_T through the generator's (frozen) text path."""
     generator = model.generator
     with torch.no_grad():
-        text = generator.text_norm(model.encode_text(model.tokenize(captions)))
-        if generator.cfg.text_clamp > 0:
-            text = text.clamp(-generator.cfg.text_clamp, generator.cfg.text_clamp)
-        return generator.text_mapper(text)
+        return generator.condition_text(model.encode_text(model.tokenize(captions)))
 
 
 def fit_palette_text(model: CLIPSR, steps: int = 1500, birds: int = 64, lr: float = 1e-3, seed: int = 0,
