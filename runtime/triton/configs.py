@@ -127,7 +127,7 @@ def _python_step(name: str, step: str, inputs: list, outputs: list, opts: ServeO
 
 def tokenizer_config(manifest: Manifest, opts: ServeOptions) -> dict[str, Any]:
     tok = manifest.tokenizer
-    context = int(tok.get("context_length", 77))
+    context = tok["context_length"]  # the manifest always sets it
     params = {"vocab": tok["vocab"], "context_length": context}
     params.update({k: tok[k] for k in ("sot_token", "eot_token") if k in tok})
     return _python_step(TOKENIZER, "tokenizer", [_tensor("PROMPT", "TYPE_STRING", [1])],

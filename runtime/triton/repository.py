@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from clipsr_runtime.atomic import atomic_folder
-from clipsr_runtime.manifest import Manifest, load_manifest
+from clipsr_runtime.manifest import ENGINES, Manifest, load_manifest
 from clipsr_runtime.triton import configs
 from clipsr_runtime.triton.configs import ServeOptions
 from clipsr_runtime.triton.pbtxt import to_pbtxt
@@ -30,7 +30,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def find_engine(manifest: Manifest, stage: str) -> Path:
     """The one TensorRT engine of a stage in the model folder's engines/ (built by clipsr-run/export)."""
-    found = sorted((manifest.root / "engines").glob(f"{stage}-*.engine"))
+    found = sorted((manifest.root / ENGINES).glob(f"{stage}-*.engine"))
     if len(found) != 1:
         what = "no" if not found else f"{len(found)} ({', '.join(p.name for p in found)})"
         raise ValueError(f"model {manifest.root} has {what} {stage} TensorRT engine in engines/: "

@@ -132,13 +132,12 @@ class NetworkStep(_Step):
 
     def setup(self) -> None:
         from clipsr_runtime.backends import create_backend
-        from clipsr_runtime.manifest import load_manifest, verify_files
+        from clipsr_runtime.manifest import load_manifest
 
         p = self.params
-        manifest = load_manifest(self.folder / "model")
+        manifest = load_manifest(self.folder / "model")  # verifies every listed file's sha256
         self.stage, precision = p["stage"], p["precision"]
         spec = getattr(manifest, self.stage)
-        verify_files(manifest, [spec.files[precision]])
         self.inputs, self.outputs = tuple(spec.inputs), tuple(spec.outputs)
         self.backend = create_backend(manifest, backend=p["runtime_backend"], precision=precision,
                                       threads=int(p["threads"]) if "threads" in p else None,
