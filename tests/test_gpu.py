@@ -10,7 +10,7 @@ import torch
 from clipsr.checkpoint import load_checkpoint
 from clipsr.metrics_logger import METRICS_FILE
 from clipsr.model import build_model
-from clipsr.train_config import TrainConfig
+from clipsr.train_config import SRConfig
 from clipsr.trainer import CHECKPOINT_FILE, SRTrainer
 
 pytestmark = [pytest.mark.gpu,
@@ -25,7 +25,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_training_on_cuda_with_autocast_gives_finite_losses_and_a_checkpoint(tmp_path, amp):
-    cfg = TrainConfig(out=str(tmp_path), preset="tiny", scale=16, dataset="synthbirds", batch_size=4, steps=3,
+    cfg = SRConfig(out=str(tmp_path), preset="tiny", scale=16, dataset="synthbirds", batch_size=4, steps=3,
                       perceptual=None, log_every=1, ckpt_every=3, device="cuda", amp=amp, num_workers=2,
                       data_options={"count": 16, "part_weight": 10.0, "part_labels": True},
                       model={"generator.text_palette": 4, "generator.text_clamp": 4.0}, part_loss=0.1)

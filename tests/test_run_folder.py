@@ -15,7 +15,7 @@ import torch
 from clipsr.checkpoint import load_checkpoint
 from clipsr.metrics_logger import METRICS_FILE, MetricsLogger
 from clipsr.run_folder import MANIFEST, PENDING, RunFolderError, file_sha256, recover, save_step
-from clipsr.train_config import TrainConfig
+from clipsr.train_config import SRConfig
 from clipsr.train_state import STATE_FILE
 from clipsr.trainer import CHECKPOINT_FILE, SRTrainer
 
@@ -24,8 +24,8 @@ FAST = dict(preset="tiny", scale=16, dataset="synthbirds", batch_size=2, percept
 KILLED = 17
 
 
-def _cfg(out: Path, steps: int) -> TrainConfig:
-    return TrainConfig(out=str(out), steps=steps, **FAST)
+def _cfg(out: Path, steps: int) -> SRConfig:
+    return SRConfig(out=str(out), steps=steps, **FAST)
 
 
 def _state(run: Path) -> dict[str, torch.Tensor]:
