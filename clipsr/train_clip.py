@@ -42,13 +42,24 @@ def learning_rate_factor(completed: int, steps: int) -> float:
     return min(1.0, (completed + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(completed, steps) / steps))
 
 
+def collate_captioned(items: list[dict]) -> tuple[torch.Tensor, list[str], tuple[list[str], torch.Tensor] | None]:
+    """Images and captions; twins (SynthBirds `twins=true`) join the batch as hard negatives; every
+    labelled caption of each item (SynthBirds `attributes=true`) for the attribute head, or None."""
+    twins = [i for i in items if "twin_hr" in i]
+    images = [i["hr"] for i in items] + [i["twin_hr"] for i in twins]
+    captions = [i["caption"] for i in items] + [i["twin_caption"] for i in twins]
+    attributes = None
+    if all("attribute_labels" in i for i in items):
+        attributes = ([text for i in items for text in i["attribute_captions"]],
+                      torch.cat([i["attribute_labels"] for i in items]))
+    return torch.stack(images), captions, attributes
+
+
 class CLIPTrainer(TrainingRun):
+    """Contrastive steps (and the attribute head's) in the shared loop; saves the CLIP as open_clip loads it."""
     cfg: CLIPStageConfig
     product = CLIP_FILE
-
-    @staticmethod
-    def collate(items: list[dict]):
-        return collate_captioned(items)
+    collate = staticmethod(collate_captioned)
 
     def build(self) -> None:
         cfg = self.cfg
@@ -151,16 +162,3 @@ def attribute_head(dataset, text_dim: int, weight: float) -> AttributeHead | Non
         raise ValueError("--attribute-loss needs a dataset that labels caption attributes "
                          "(synthbirds: --data-opt attributes=true), or --attribute-loss 0")
     return AttributeHead(text_dim, *shape) if weight > 0 else None
-
-
-def collate_captioned(items: list[dict]) -> tuple[torch.Tensor, list[str], tuple[list[str], torch.Tensor] | None]:
-    """Images and captions; twins (SynthBirds `twins=true`) join the batch as hard negatives; every
-    labelled caption of each item (SynthBirds `attributes=true`) for the attribute head, or None."""
-    twins = [i for i in items if "twin_hr" in i]
-    images = [i["hr"] for i in items] + [i["twin_hr"] for i in twins]
-    captions = [i["caption"] for i in items] + [i["twin_caption"] for i in twins]
-    attributes = None
-    if all("attribute_labels" in i for i in items):
-        attributes = ([text for i in items for text in i["attribute_captions"]],
-                      torch.cat([i["attribute_labels"] for i in items]))
-    return torch.stack(images), captions, attributes

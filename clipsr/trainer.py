@@ -3,17 +3,18 @@
 
 D: hinge on (real, text) vs (fake, text) and (real, mismatched text), plus MA-GP on the real pair.
 G: L1 + VGG perceptual + lambda_adv * (-D(fake, text) - alpha * cos(CLIP(fake), text)).
-A dataset may add per-pixel L1 weights ("loss_weight") and what a text palette is taught directly ("part_labels",
-"palette_colours", "palette_named": see `losses.palette_losses`); SynthBirds does on request.
+A dataset may add what a text palette is taught directly ("part_labels", "palette_colours", "palette_named":
+see `losses.palette_losses`); SynthBirds does on request.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .atomic import atomic_write
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
-from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses, weighted_l1
+from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses
 from .model import CLIPSR, build_model
 from .train_config import SRConfig
 from .training_run import TrainingRun
@@ -59,9 +60,10 @@ class Rendering(torch.nn.Module):
 
 
 class SRTrainer(TrainingRun):
+    """One D step and one G step per batch in the shared loop; saves the CLIP-SR checkpoint."""
     cfg: SRConfig
     product = CHECKPOINT_FILE
-    collate = collate
+    collate = staticmethod(collate)
 
     def build(self) -> None:
         cfg = self.cfg
@@ -97,10 +99,9 @@ class SRTrainer(TrainingRun):
         lr, hr = batch["lr"].to(self.device), batch["hr"].to(self.device)
         text = m.encode_text(m.tokenize(batch["caption"]).to(self.device))
         logs = self.d_step(lr, hr, text) if self.use_d else {}
-        weight = batch["loss_weight"].to(self.device) if "loss_weight" in batch else None
         palette = (tuple(batch[k].to(self.device) for k in PALETTE_KEYS)
                    if all(k in batch for k in PALETTE_KEYS) else None)
-        logs.update(self.g_step(lr, hr, text, weight, palette))
+        logs.update(self.g_step(lr, hr, text, palette))
         return logs
 
     def d_step(self, lr, hr, text) -> dict[str, float]:
@@ -122,17 +123,17 @@ class SRTrainer(TrainingRun):
         return {"d_hinge": loss.item(), "d_magp": gp.item(), "d_real": real.mean().item(),
                 "d_fake": fake_logit.mean().item()}
 
-    def g_step(self, lr, hr, text, weight=None, palette=None) -> dict[str, float]:
+    def g_step(self, lr, hr, text, palette=None) -> dict[str, float]:
         m, cfg = self.model, self.cfg
         with self.autocast():
             output = self.g(lr, text)
             fake = output.image
-            l1 = weighted_l1(fake, hr, weight)
+            l1 = F.l1_loss(fake, hr)
             per = self.perceptual(fake, hr) if self.perceptual.mode != "off" else fake.new_zeros(())
             loss = cfg.l1_weight * l1 + per
             logs = {"g_l1": l1.item(), "g_per": per.item()}
             if palette is not None:
-                taught = palette_losses(output, *palette, weight)
+                taught = palette_losses(output, *palette)
                 loss = loss + cfg.part_loss * taught["choice"] + taught["colour"] + taught["named"]
                 logs.update({f"g_palette_{k}": v.item() for k, v in taught.items()})
             if self.use_d:

@@ -44,12 +44,14 @@ from .train_state import STATE_FILE, load_train_state, save_train_state
 
 class TrainingRun:
     """The loop and its guarantees. A stage subclass sets `product` (the file `train` returns) and
-    `collate`, and implements `build`, `step`, `files` and `load`."""
+    `collate` (a staticmethod making a batch of items), and implements `build`, `step`, `files` and `load`."""
 
     product: str
     collate: Callable[[list[dict]], object]
 
     def __init__(self, cfg: RunConfig, resume: bool = False, restart: bool = False):
+        """Check the config and the folder, build the stage, and with `resume` restore the saved step;
+        `restart` moves an earlier run in `cfg.out` aside (`set_aside` says where)."""
         cfg.check()
         self.cfg, self.out = cfg, Path(cfg.out)
         self.dist, self.device = distributed.setup(cfg.device)
@@ -110,7 +112,7 @@ class TrainingRun:
                                    self.dist.rank, self.dist.world)
         workers = cfg.num_workers if cfg.num_workers >= 0 else (4 if self.device.type == "cuda" else 0)
         return DataLoader(SeededItems(self.dataset), batch_sampler=sampler, num_workers=workers,
-                          collate_fn=type(self).collate, pin_memory=self.device.type == "cuda",
+                          collate_fn=self.collate, pin_memory=self.device.type == "cuda",
                           persistent_workers=workers > 0)
 
     def train(self) -> Path:

@@ -27,7 +27,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_training_on_cuda_with_autocast_gives_finite_losses_and_a_checkpoint(tmp_path, amp):
     cfg = SRConfig(out=str(tmp_path), preset="tiny", scale=16, dataset="synthbirds", batch_size=4, steps=3,
                       perceptual=None, log_every=1, ckpt_every=3, device="cuda", amp=amp, num_workers=2,
-                      data_options={"count": 16, "part_weight": 10.0, "part_labels": True},
+                      data_options={"count": 16, "part_labels": True},
                       model={"generator.text_palette": 4, "generator.text_clamp": 4.0}, part_loss=0.1)
     SRTrainer(cfg).train()
     rows = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]

@@ -62,15 +62,6 @@ def test_same_seed_same_run_other_seed_other_run(tmp_path):
     assert not torch.equal(a[key], c[key])
 
 
-def test_part_weight_reaches_the_l1_term(tmp_path):
-    plain = _train(tmp_path / "plain", steps=1, lambda_adv=0.0)
-    weighted = _train(tmp_path / "weighted", steps=1, lambda_adv=0.0, data_options={"count": 16, "part_weight": 50})
-    l1 = [json.loads((run / METRICS_FILE).read_text().splitlines()[0])["g_l1"] for run in (plain, weighted)]
-    # same seed, same first batch and weights: only the weighting differs, and the thin parts are where a
-    # bicubic-like start errs most, so weighting them raises the term
-    assert l1[1] > 1.2 * l1[0]
-
-
 def test_part_labels_teach_the_text_palette_and_need_one(tmp_path):
     options = {"count": 16, "part_labels": True}
     run = _train(tmp_path / "palette", steps=1, lambda_adv=0.01, data_options=options,

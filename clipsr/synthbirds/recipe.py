@@ -42,7 +42,7 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
     sr = ("--scale", "16", "--dataset", "synthbirds", "--batch-size", "16", "--lr-g", "1e-3", "--lr-d", "4e-4",
           "--lambda-adv", "0.01", "--perceptual", "off", "--ckpt-every", "250", "--log-every", "25",
           "--steps", str(sr_steps), "--set", f"clip.pretrained={clip}",
-          "--data-opt", "mismatch_lr_prob=0.5", "--data-opt", "captions=random")
+          "--data-opt", "mismatch_lr_prob=0.5")
     return [
         Stage("clip", train + ("--stage", "clip", "--out", str(out / "clip"), "--steps", str(clip_steps),
                                "--batch-size", "16", "--clip-lr", "1e-3", "--log-every", "50", "--data-opt",
