@@ -77,6 +77,12 @@ class SRConfig(RunConfig):
     part_loss: float = 1.0             # cross-entropy of the text palette's choice, when batches carry part labels
     perceptual: str | None = "imagenet"  # "imagenet", a weights file, "random" or None
 
+    def check(self) -> None:
+        super().check()
+        if self.perceptual not in (None, "imagenet", "random") and not Path(self.perceptual).is_file():
+            raise OptionError(f"--perceptual must be imagenet, random, off or a VGG-19 weights file; "
+                              f"{self.perceptual!r} is none of these")
+
 
 @dataclass
 class CLIPStageConfig(RunConfig):

@@ -202,6 +202,7 @@ def test_a_run_folder_saved_before_the_stages_had_their_own_configs_still_loads(
     (["--attribute-loss", "1"], "--attribute-loss does not apply to stage sr", 2),
     (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device", 2),
     (["--ckpt-every", "0"], "--ckpt-every must be at least 1", 2),
+    (["--perceptual", "vgg.safetensors"], "'vgg.safetensors' is none of these", 2),
     (["--resume", "--restart"], "give one", 2),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, message, status):
@@ -243,7 +244,7 @@ def test_cli_resume_keeps_the_saved_config_and_refuses_a_change(tmp_path):
 
 def test_cli_never_replaces_a_trained_run_and_restart_keeps_it_aside(tmp_path):
     out = tmp_path / "run"
-    base = ["--out", out, "--batch-size", "2", "--perceptual", "off", "--data-opt", "count=8", "--num-workers", "0"]
+    base = ["--out", out, "--batch-size", "2", "--perceptual", "none", "--data-opt", "count=8", "--num-workers", "0"]
     assert _cli(*base, "--steps", "2").returncode == 0
     trained = _files(out)
     again = _cli(*base, "--steps", "1")

@@ -37,7 +37,8 @@ def train(
     ma_gp_k: float = typer.Option(2.0, help="stage sr: MA-GP weight k (k * mean |grad|^p)"),
     ma_gp_p: float = typer.Option(6.0, help="stage sr: MA-GP power p"),
     l1_weight: float = typer.Option(1.0, help="stage sr: weight of the L1 term"),
-    perceptual: str = typer.Option("imagenet", help="stage sr: VGG-19 weights: imagenet, a file, random or off"),
+    perceptual: str = typer.Option("imagenet", help="stage sr: VGG-19 weights: imagenet, a file, random or off "
+                                                    "(or none)"),
     part_loss: float = typer.Option(1.0, help="stage sr: weight of the text palette's part-choice loss (batches "
                                               "with part labels)"),
     init: Optional[Path] = typer.Option(None, help="stage sr: fine-tune from this checkpoint's model and weights "
@@ -106,7 +107,7 @@ def _field_value(name: str, value: Any) -> Any:
     if name in FIELDS:
         return parse_assignments(value)
     if name == "perceptual":
-        return None if value == "off" else value
+        return None if value in ("off", "none") else value
     return str(value) if isinstance(value, Path) else value
 
 
