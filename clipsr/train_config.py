@@ -128,7 +128,8 @@ def check_resume(saved: RunConfig, cfg: RunConfig) -> None:
                for f in dataclasses.fields(cfg)
                if f.name not in RESUMABLE and getattr(cfg, f.name) != getattr(saved, f.name)]
     if changed:
-        raise OptionError(f"a resumed run keeps its settings; {', '.join(changed)} differ (only "
+        raise OptionError(f"a resumed run keeps its settings; {', '.join(changed)} "
+                          f"{'differs' if len(changed) == 1 else 'differ'} (only "
                           f"{', '.join(flag(n) for n in RESUMABLE[1:])} may change; --restart starts over)")
 
 
