@@ -203,6 +203,7 @@ def test_a_run_folder_saved_before_the_stages_had_their_own_configs_still_loads(
     (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device", 2),
     (["--ckpt-every", "0"], "--ckpt-every must be at least 1", 2),
     (["--perceptual", "vgg.safetensors"], "'vgg.safetensors' is none of these", 2),
+    (["--data-opt", "part_weight=5"], "dataset 'synthbirds' has no option 'part_weight'; its options: count", 1),
     (["--resume", "--restart"], "give one", 2),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, message, status):
