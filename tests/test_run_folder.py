@@ -15,7 +15,7 @@ import torch
 from clipsr.checkpoint import load_checkpoint
 from clipsr.metrics_logger import METRICS_FILE, MetricsLogger
 from clipsr.run_folder import MANIFEST, PENDING, RunFolderError, file_sha256, recover, save_step
-from clipsr.train_config import SRConfig
+from clipsr.train_config import CONFIG_FILE, SRConfig
 from clipsr.train_state import STATE_FILE
 from clipsr.trainer import CHECKPOINT_FILE, SRTrainer
 
@@ -233,3 +233,13 @@ def test_load_checkpoint_checks_the_run_manifest(trained, tmp_path):
     (run / CHECKPOINT_FILE).write_bytes(_flip((run / CHECKPOINT_FILE).read_bytes()))
     with pytest.raises(ValueError, match=f"{CHECKPOINT_FILE} does not match its sha256"):
         load_checkpoint(run / CHECKPOINT_FILE)
+
+
+def test_a_run_folder_saved_when_one_config_served_both_stages_resumes(trained, tmp_path):
+    run = shutil.copytree(trained, tmp_path / "run")
+    config = json.loads((run / CONFIG_FILE).read_text())
+    config.update(betas=[0.0, 0.9], perceptual_fallback="off", clip_lr=5e-4, attribute_loss=0.0)
+    (run / CONFIG_FILE).write_text(json.dumps(config))
+    _rewrite(run / STATE_FILE, lambda meta, tensors: meta.pop("grad_scaler"))  # saved before the loss scale was
+    SRTrainer(_cfg(run, 2), resume=True).train()
+    assert recover(run) == 2 and "betas" not in json.loads((run / CONFIG_FILE).read_text())
