@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .datasets import build_dataset
-from .existing_output import claim_output
+from .existing_output import check_output, claim_output
 from .metrics_logger import MetricsLogger, truncate_metrics
 from .run_folder import RunFolderError, recover, save_step
 from .sampling import SeededItems, StepBatchSampler
@@ -50,14 +51,16 @@ class TrainingRun:
     collate: Callable[[list[dict]], object]
 
     def __init__(self, cfg: RunConfig, resume: bool = False, restart: bool = False):
-        """Check the config and the folder, build the stage, and with `resume` restore the saved step;
-        `restart` moves an earlier run in `cfg.out` aside (`set_aside` says where)."""
+        """Check the config and the folder, build the stage, and with `resume` restore the saved step.
+        With `restart`, `train` moves an earlier run in `cfg.out` aside before it writes."""
         cfg.check()
         self.cfg, self.out = cfg, Path(cfg.out)
         self.dist, self.device = distributed.setup(cfg.device)
         if cfg.amp != "off" and self.device.type != "cuda":
             raise OptionError(f"--amp {cfg.amp} needs a CUDA device; this run would train on {self.device.type}")
-        self.set_aside = self._claim_folder(resume, restart) if self.dist.main else None
+        self.restart = restart
+        if self.dist.main:
+            self._check_folder(resume)
         distributed.barrier(self.dist)
         torch.manual_seed(cfg.seed)
         self.build()
@@ -118,6 +121,8 @@ class TrainingRun:
     def train(self) -> Path:
         cfg = self.cfg
         if self.dist.main:
+            if self.restart and (set_aside := claim_output(self.out, restart=True)):
+                tqdm.write(f"moved the earlier run to {set_aside}", file=sys.stderr)
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out)
             self.start()
@@ -149,13 +154,12 @@ class TrainingRun:
             save_step(self.out, step, {**self.files(step), STATE_FILE: lambda path: save_train_state(
                 path, step, self.optimizers, self.scaler)})
 
-    def _claim_folder(self, resume: bool, restart: bool) -> Path | None:
-        set_aside = claim_output(self.out, resume=resume, restart=restart)
+    def _check_folder(self, resume: bool) -> None:
+        check_output(self.out, resume=resume, restart=self.restart)
         if resume:
             if not (self.out / CONFIG_FILE).is_file():
                 raise RunFolderError(f"nothing to resume in {self.out}: no {CONFIG_FILE}")
             check_resume(load_config(self.out / CONFIG_FILE), self.cfg)
-        return set_aside
 
     def _resume(self) -> int:
         """The saved step, after finishing or discarding an interrupted save and checking every file."""

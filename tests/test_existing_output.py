@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clipsr.existing_output import claim_output
+from clipsr.existing_output import check_output, claim_output
 from clipsr_runtime.errors import OptionError
 
 
@@ -22,10 +22,12 @@ def test_a_new_output_needs_a_free_path(tmp_path):
         assert taken.exists()
 
 
-def test_restart_moves_the_earlier_output_aside_whole(tmp_path):
+def test_restart_moves_the_earlier_output_aside_whole_when_claimed(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.safetensors").write_text("first")
+    check_output(run, restart=True)  # the check before the work moves nothing
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
     first = claim_output(run, restart=True)
     assert first.name.startswith("run.old-") and (first / "checkpoint.safetensors").read_text() == "first"
     assert not run.exists()

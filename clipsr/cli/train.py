@@ -10,7 +10,7 @@ import typer
 from clipsr_runtime.cli_errors import OneLineErrorsCommand
 from clipsr_runtime.errors import OptionError
 
-from ..existing_output import check_choice
+from ..existing_output import check_output
 from ..train_config import CONFIG_FILE, STAGES, RunConfig, flag, load_config, parse_assignments
 from .common import run_app
 
@@ -59,16 +59,13 @@ def train(
     """Train; writes checkpoint.safetensors (stage clip: clip.safetensors), train_state.safetensors,
     run_manifest.json, configs and metrics.jsonl to --out, which must be new or empty unless --resume or
     --restart says what to do with the run there."""
-    check_choice(resume, restart)
+    check_output(ctx.params["out"], resume=resume, restart=restart)
     cfg = _config(ctx, resume)
     if cfg.stage == "clip":
         from ..train_clip import CLIPTrainer as Trainer
     else:
         from ..trainer import SRTrainer as Trainer
-    trainer = Trainer(cfg, resume=resume, restart=restart)
-    if trainer.set_aside:
-        typer.echo(f"moved the earlier run to {trainer.set_aside}", err=True)
-    typer.echo(f"wrote {trainer.train()}")
+    typer.echo(f"wrote {Trainer(cfg, resume=resume, restart=restart).train()}")
 
 
 def _config(ctx: typer.Context, resume: bool) -> RunConfig:

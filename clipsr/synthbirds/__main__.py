@@ -135,7 +135,7 @@ def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", h
                 restart: bool = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first")) -> None:
     """Teach a trained checkpoint's text palette to read colours from captions alone (text only, no images)."""
     from clipsr.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-    from clipsr.existing_output import claim_output
+    from clipsr.existing_output import check_output, claim_output
     from clipsr.synthbirds.palette_text import fit_palette_text
 
     with _one_line_errors():
@@ -143,10 +143,11 @@ def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", h
             raise ValueError(f"--steps must be at least 1, got {steps}")
         if out.resolve() == checkpoint.resolve():
             raise ValueError(f"--out {out} is the checkpoint it starts from; write a new file")
-        set_aside = claim_output(out, restart=restart)
+        check_output(out, restart=restart)
         model = load_checkpoint(checkpoint)
         losses = fit_palette_text(model, steps=steps)
         step = read_metadata(checkpoint).get("step", "?")
+        set_aside = claim_output(out, restart=restart)
         save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
     if set_aside:
         typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
