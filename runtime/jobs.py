@@ -78,6 +78,8 @@ def plan_jobs(input: Path, output: Path | None, suffix: str, ext: str | None, re
         raise OptionError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     if not input.exists():
         raise OptionError(f"{input}: no such file or folder")
+    if any(c in suffix for c in "/\\\x00"):
+        raise OptionError(f"--suffix {suffix!r} must be part of a file name, not a path (no '/' or '\\')")
     folder = input.is_dir()
     sources = _folder_sources(input, output, recursive, suffix) if folder else [input]
     jobs = []
@@ -89,6 +91,8 @@ def plan_jobs(input: Path, output: Path | None, suffix: str, ext: str | None, re
         else:
             dst = _single_target(src, output, name, ext)
         jobs.append(Job(src, dst, rel.as_posix()))
+        _refuse_escape(dst, src.parent if output is None else output if folder or output.is_dir()
+                       or not output.suffix else output.parent)
     _refuse_lost_files(jobs)
     present = [job for job in jobs if job.dst.exists() or job.dst.is_symlink()]
     if present and existing == "refuse":
@@ -98,6 +102,13 @@ def plan_jobs(input: Path, output: Path | None, suffix: str, ext: str | None, re
     if existing == "skip":
         return [job for job in jobs if job not in present], present
     return jobs, []
+
+
+def _refuse_escape(dst: Path, root: Path) -> None:
+    """An output lands inside the folder it was planned for, also once links and '..' resolve (the
+    file itself may be a link the user made: it is replaced, not followed)."""
+    if not (dst.parent.resolve() / dst.name).is_relative_to(root.resolve()):
+        raise OptionError(f"{dst} resolves outside {root}: output names are names, not paths")
 
 
 def _key(path: Path) -> str:

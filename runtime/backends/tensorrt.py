@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from clipsr_runtime.atomic import atomic_write
-from clipsr_runtime.backends.base import BackendClosedError, BackendUnavailableError
+from clipsr_runtime.backends.base import Backend, BackendUnavailableError, check_graph_io
 from clipsr_runtime.manifest import ENGINES, Manifest
 
 Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
@@ -141,6 +141,10 @@ class TrtEngine:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         return [(n, self.engine.get_tensor_mode(n) == self.trt.TensorIOMode.INPUT) for n in names]
 
+    def io_shapes(self, inputs: bool) -> dict[str, list[int]]:
+        """The loaded engine's input (or output) tensors and their shapes, -1 for a free dimension."""
+        return {n: list(self.engine.get_tensor_shape(n)) for n, is_input in self._io() if is_input == inputs}
+
     def _device(self, name: str, nbytes: int) -> int:
         ptr, size = self.buffers.get(name, (0, 0))
         if size < nbytes:
@@ -203,7 +207,7 @@ def engine_dir_for(manifest: Manifest) -> Path:
     return base / "clipsr" / "engines" / manifest.name
 
 
-class TrtBackend:
+class TrtBackend(Backend):
     """Text encoder + generator engines, built on first use and cached under their key.
     A context manager; `close()` frees both engines and the CUDA stream."""
 
@@ -214,7 +218,7 @@ class TrtBackend:
             raise BackendUnavailableError(f"backend 'trt' is not available: {reason}")
         import tensorrt as trt
 
-        self.name, self.precision = "trt", precision
+        super().__init__("trt", precision)
         self._text = self._gen = None
         self._stream = 0
         context_length = manifest.tokenizer["context_length"]
@@ -238,21 +242,22 @@ class TrtBackend:
         if not engine.path.is_file():
             engine.build(onnx_path, shapes)
         engine.load()
+        try:
+            check_graph_io(engine.path, stage, engine.io_shapes(True), set(engine.io_shapes(False)),
+                           getattr(manifest, stage))
+        except ValueError:
+            engine.close()
+            raise
         return engine
 
-    def _open(self, engine: TrtEngine | None) -> TrtEngine:
-        if engine is None or not self._stream:
-            raise BackendClosedError("the trt backend was closed")
-        return engine
+    def _run_text(self, tokens: np.ndarray) -> np.ndarray:
+        return self._text.infer({"tokens": tokens}, self._stream)["text_embedding"]
 
-    def run_text(self, tokens: np.ndarray) -> np.ndarray:
-        return self._open(self._text).infer({"tokens": tokens}, self._stream)["text_embedding"]
+    def _run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
+        return self._gen.infer({"lr": lr, "text_embedding": text_embedding}, self._stream)["sr"]
 
-    def run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
-        return self._open(self._gen).infer({"lr": lr, "text_embedding": text_embedding}, self._stream)["sr"]
-
-    def close(self) -> None:
-        """Free both engines' buffers and the CUDA stream; safe to call twice."""
+    def _release(self) -> None:
+        """Free both engines' buffers and the CUDA stream."""
         engines, self._text, self._gen = (self._text, self._gen), None, None
         for engine in engines:
             if engine is not None:
@@ -260,9 +265,3 @@ class TrtBackend:
         stream, self._stream = self._stream, 0
         if stream:
             _check(_cudart().cudaStreamDestroy(stream))
-
-    def __enter__(self) -> TrtBackend:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
