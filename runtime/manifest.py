@@ -213,7 +213,7 @@ def _tokenizer(raw: Any) -> dict[str, Any]:
 def _value_range(raw: dict) -> tuple[float, float]:
     pair = _take(raw, "value_range", "", list)
     if len(pair) != 2 or not all(_finite(v) and abs(v) <= MAX_VALUE for v in pair) or not pair[0] < pair[1]:
-        raise _Invalid(f"value_range must be two numbers [low, high] within +-{MAX_VALUE:g} with low < high, "
+        raise _Invalid(f"value_range must be two finite numbers [low, high] within +-{MAX_VALUE:g}, low < high, "
                        f"got {json.dumps(pair)[:80]}")
     return float(pair[0]), float(pair[1])
 
@@ -317,7 +317,6 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
         why = exc if not isinstance(exc, RecursionError) else "nested too deeply"
         raise ManifestError(f"invalid model folder {root}: {path} is not valid JSON ({why})") from None
     manifest = parse_manifest(root, raw)
-    _refuse_unlisted(manifest)
     for name, entry in manifest.files.items():
         file = root / name
         if not _inside(file, inside):
@@ -327,6 +326,7 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
         if "bytes" in entry and file.stat().st_size != entry["bytes"]:
             raise ManifestError(f"model file {file} has {file.stat().st_size} bytes, model.json says "
                                 f"{entry['bytes']}: truncated or tampered")
+    _refuse_unlisted(manifest)
     if verify:
         verify_files(manifest, list(manifest.files))
     return manifest
