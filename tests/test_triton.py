@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,54 @@ def test_dynamic_batching_merges_concurrent_requests(server):
     assert executions < inferences  # ... ran in fewer generator calls: batches > 1
     sizes = {b["batch_size"] for b in probe.get_inference_statistics("generator")["model_stats"][0]["batch_stats"]}
     assert max(sizes) > 1
+
+
+def test_a_python_network_step_closes_its_backend_when_triton_unloads_it(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from google.protobuf.json_format import MessageToDict
+
+    from clipsr_runtime.backends import BackendClosedError
+    from clipsr_runtime.triton.steps import NetworkStep
+
+    repo = write_repository(MODEL, tmp_path / "py", ServeOptions(platform="python", gpu=False,
+                                                                  runtime_backend="ort-cpu"))
+    config = MessageToDict(_configs(repo)["text_encoder"], preserving_proto_field_name=True)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    step = NetworkStep()
+    step.initialize({"model_config": json.dumps(config), "model_repository": str(repo / "text_encoder"),
+                     "model_version": "1"})
+    tokens = np.zeros((1, 77), np.int32)
+    assert step.compute(tokens)[0].shape == (1, 64)
+    step.finalize()  # what Triton calls on unload
+    with pytest.raises(BackendClosedError):
+        step.compute(tokens)
+
+
+def test_a_remote_upscaler_closes_its_connections(monkeypatch):
+    from clipsr_runtime.triton import client as triton_client
+
+    closed = []
+
+    class FakeClient:
+        def __init__(self, address):
+            self.address = address
+
+        def is_model_ready(self, name):
+            return True
+
+        def get_model_config(self, name):
+            return {"max_batch_size": 4, "input": [{"name": "IMAGE", "dims": [16, 16, 3]}],
+                    "output": [{"name": "SR_IMAGE", "dims": [256, 256, 3]}]}
+
+        def close(self):
+            closed.append(self.address)
+
+    fake = types.SimpleNamespace(InferenceServerClient=FakeClient)
+    monkeypatch.setattr(triton_client, "_client_module", lambda protocol: fake)
+    with triton_client.RemoteUpscaler("http://localhost:8000") as remote:
+        assert remote.manifest.scale == 16
+    assert closed == ["localhost:8000"]
+    remote.close()  # twice is fine
+    assert closed == ["localhost:8000"]
