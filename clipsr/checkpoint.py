@@ -11,7 +11,8 @@ import safetensors
 import safetensors.torch
 import torch
 
-from .atomic import atomic_write
+from clipsr_runtime.atomic import atomic_write
+
 from .config import ModelConfig, check_scale
 from .model import CLIPSR
 from .run_folder import verify_listed

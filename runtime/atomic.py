@@ -1,6 +1,7 @@
 """All-or-nothing writes: a file or a whole folder is written next to its destination under a temporary
 name and renamed into place, so no reader (and no crash) ever sees half of it, and what was there stays
-intact until the new one is complete. The one implementation for the runtime and for clipsr_export."""
+intact until the new one is complete. The one implementation for every package: the runtime, clipsr_export
+and clipsr (checkpoints, training state, run folders) all write through it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 
 def _umask() -> int:
@@ -51,15 +51,21 @@ def _move_without_replacing(source: str, target: Path) -> None:
     os.unlink(source)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], replace: bool = True) -> Path:
-    """Call `write(fh)` with a unique temporary file next to `path` open for binary writing, then
-    rename it onto `path`; on any failure the temporary file is removed and `path` is untouched.
-    `replace=False`: FileExistsError if `path` exists when the new file is complete."""
+def atomic_write(path: str | Path, write: Callable[[Path], object], replace: bool = True,
+                 durable: bool = False) -> Path:
+    """Call `write(tmp)` to fill a unique temporary file next to `path` (created empty, in a folder made
+    if missing), then rename it onto `path`; on any failure it is removed and `path` is untouched.
+    `replace=False`: FileExistsError if `path` exists when the new file is complete. `durable`: the
+    file is on disk before it takes the name (for a file that vouches for others)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
+        write(Path(name))
+        if durable:
+            with open(name, "rb") as written:
+                os.fsync(written.fileno())
         os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         if replace:
             os.replace(name, path)
@@ -96,6 +102,12 @@ def remove_stale_parts(targets: list[Path]) -> int:
                 entry.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def move_into_place(source: Path, target: Path) -> None:
+    """Rename `source` (written whole beside `target`, same file system) onto `target` in one step:
+    readers see the old file or the new one."""
+    os.replace(source, target)
 
 
 @contextlib.contextmanager

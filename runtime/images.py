@@ -232,7 +232,7 @@ def write_image(img: Image.Image, path: str | Path, icc_profile: bytes | None = 
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: output folder {path.parent} does not exist")
     try:
-        return atomic_write(path, lambda fh: img.save(fh, format=fmt, **params), replace)
+        return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **params), replace)
     except FileExistsError:
         raise FileExistsError(f"{path} appeared while this image was being upscaled (another run?): kept; "
                               "--overwrite (overwrite=True) replaces it") from None

@@ -80,15 +80,29 @@ def test_parity_runs_the_runtimes_backend_and_session_options(fake_folder, monke
     assert seen == [("ort-cpu", "fp16")] and out.sr.shape == (2, 3, 64, 64)
 
 
+class _FakeLogger:
+    WARNING = 2
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+
 def test_export_engines_use_the_runtimes_shapes_key_and_gpu_name(fake_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(runtime_trt, "unavailable_reason", lambda: None)
     monkeypatch.setattr(runtime_trt, "gpu_name", lambda: "Fake GPU 80GB")
-    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.9.0"))
+    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.9.0", Logger=_FakeLogger))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert export_trt.require_tensorrt() == ("10.9.0", "Fake GPU 80GB")
     calls, built = [], []
     real = runtime_trt.profile_shapes
     monkeypatch.setattr(runtime_trt, "profile_shapes", lambda *a: calls.append(a) or real(*a))
-    monkeypatch.setattr(export_trt, "build_engine", lambda onnx, engine, shapes, cache: built.append(shapes))
+
+    def build(engine, onnx_path, shapes, timing_cache=None):  # the runtime's one builder, recorded
+        built.append(shapes)
+        assert timing_cache == runtime_trt.timing_cache_file("10.9.0", "Fake GPU 80GB")
+        assert timing_cache.is_relative_to(tmp_path / "cache" / "clipsr")
+
+    monkeypatch.setattr(runtime_trt.TrtEngine, "build", build)
     model = SimpleNamespace(config=SimpleNamespace(generator=SimpleNamespace(lr_size=16)),
                             text_encoder=SimpleNamespace(embed_dim=8, context_length=77))
     shutil.copytree(fake_folder, tmp_path / "m")

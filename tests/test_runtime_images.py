@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
     target.write_bytes(b"previous")
 
     def broken_save(self, fp, *args, **kwargs):
-        fp.write(b"half an image")
+        Path(fp).write_bytes(b"half an image")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)

@@ -48,6 +48,17 @@ def engine_file_name(stage: str, key: str) -> str:
     return f"{stage}-{key[:32]}.engine"
 
 
+def user_cache_dir(*parts: str) -> Path:
+    """clipsr's per-user cache folder (under $XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "clipsr", *parts)
+
+
+def timing_cache_file(trt_version: str, gpu: str) -> Path:
+    """Per-user layer timings, shared by every build on this TensorRT version and GPU (faster rebuilds)."""
+    tag = hashlib.sha256(f"{trt_version}|{gpu}".encode()).hexdigest()[:16]
+    return user_cache_dir("tensorrt", f"timing-{tag}.cache")
+
+
 def unavailable_reason() -> str | None:
     """Why native TensorRT cannot run here, or None when it can."""
     for module, extra in (("tensorrt", "tensorrt"), ("cuda", "cuda-python")):
@@ -80,11 +91,6 @@ def gpu_name() -> str:
     props = _check(_cudart().cudaGetDeviceProperties(0))
     name = props.name
     return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: fh.write(data))
 
 
 class TrtEngine:
@@ -126,9 +132,10 @@ class TrtEngine:
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
-        _write_atomic(self.path, bytes(serialized))
+        atomic_write(self.path, lambda tmp: tmp.write_bytes(bytes(serialized)))
         if timing_cache is not None:
-            _write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+            timings = bytes(config.get_timing_cache().serialize())
+            atomic_write(timing_cache, lambda tmp: tmp.write_bytes(timings))
 
     def load(self) -> None:
         runtime = self.trt.Runtime(self.logger)
@@ -203,8 +210,19 @@ def engine_dir_for(manifest: Manifest) -> Path:
     local = manifest.root / ENGINES
     if os.access(local if local.is_dir() else manifest.root, os.W_OK):
         return local
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "clipsr" / "engines" / manifest.name
+    return user_cache_dir("engines", manifest.name)
+
+
+def cached_engine(folder: Path, stage: str, onnx_path: Path, onnx_sha256: str, precision: str, shapes: Shapes,
+                  trt_version: str, gpu: str) -> tuple[TrtEngine, str]:
+    """(engine, cache key) for these inputs: the file in `folder` named by the key over everything that
+    invalidates an engine, built (with the timing cache) only when missing. Export and the runtime both
+    call it, so the engines an export writes are the ones the runtime looks for."""
+    key = engine_cache_key(onnx_sha256, trt_version, gpu, precision, shapes)
+    engine = TrtEngine(folder / engine_file_name(stage, key))
+    if not engine.path.is_file():
+        engine.build(onnx_path, shapes, timing_cache=timing_cache_file(trt_version, gpu))
+    return engine, key
 
 
 class TrtBackend(Backend):
@@ -235,12 +253,9 @@ class TrtBackend(Backend):
             raise
 
     def _engine(self, manifest: Manifest, stage: str, shapes: Shapes, version: str, folder: Path) -> TrtEngine:
-        onnx_path = manifest.stage_file(stage, self.precision)
         onnx_name = getattr(manifest, stage).files[self.precision]
-        key = engine_cache_key(manifest.sha256(onnx_name), version, gpu_name(), self.precision, shapes)
-        engine = TrtEngine(folder / engine_file_name(stage, key))
-        if not engine.path.is_file():
-            engine.build(onnx_path, shapes)
+        engine, _ = cached_engine(folder, stage, manifest.path(onnx_name), manifest.sha256(onnx_name),
+                                  self.precision, shapes, version, gpu_name())
         engine.load()
         try:
             check_graph_io(engine.path, stage, engine.io_shapes(True), set(engine.io_shapes(False)),
