@@ -254,6 +254,29 @@ def test_a_file_the_manifest_does_not_list_is_refused(valid, tmp_path):
     assert load_manifest(folder).files["generator.weights"]  # listed and verified: fine
 
 
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_external_data_outside_the_folder_is_refused_by_every_backend(valid, tmp_path, backend):
+    import onnx
+
+    pytest.importorskip(backend.split("-")[0].replace("ort", "onnxruntime"))
+    folder = _linked_copy(valid[0], tmp_path / "m")
+    model = onnx.load(str(folder / "generator.onnx"))
+    proj = next(t for t in model.graph.initializer if t.name == "proj")
+    (tmp_path / "outside.bin").write_bytes(proj.raw_data)
+    proj.ClearField("raw_data")
+    for key, value in (("location", "../outside.bin"), ("offset", "0"), ("length", "96")):
+        entry = proj.external_data.add()
+        entry.key, entry.value = key, value
+    proj.data_location = onnx.TensorProto.EXTERNAL
+    (folder / "generator.onnx").unlink()
+    (folder / "generator.onnx").write_bytes(model.SerializeToString())
+    data = _set(valid[1], ("files", "generator.onnx"), {"sha256": _sha256(folder / "generator.onnx")})
+    (folder / MANIFEST).unlink()
+    (folder / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"generator.onnx: .* cannot load it \(.*outside"):
+        Upscaler(folder, backend=backend)
+
+
 def _sha256(path: Path) -> str:
     import hashlib
 

@@ -44,7 +44,8 @@ class OpenVinoBackend(Backend):
         try:
             model = self._core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises its own exception types for bad graphs
-            raise ValueError(f"{path}: OpenVINO cannot load it ({str(exc).splitlines()[0]})") from exc
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            raise ValueError(f"{path}: OpenVINO cannot load it ({lines[-1]})") from exc  # the last line says why
         inputs = {i.any_name: [d.get_length() if d.is_static else None for d in i.get_partial_shape()]
                   for i in model.inputs}
         check_graph_io(path, stage, inputs, {o.any_name for o in model.outputs}, getattr(manifest, stage))
