@@ -138,10 +138,7 @@ def _check_choices(opts: RunOptions) -> str | None:
         if local:
             raise OptionError(f"{', '.join(local)} cannot apply with --server: the server's repository decides "
                               "model, backend and precision")
-        if opts.threads is not None and opts.threads < 1:
-            raise OptionError(f"--threads (files in flight with --server) must be >= 1, got {opts.threads}")
-    else:
-        check_threads(opts.threads, "--threads")
+    check_threads(opts.threads, "--threads")  # CPU threads, or files in flight with --server
     return ext
 
 
