@@ -199,7 +199,7 @@ def test_client_errors_are_one_line(server, tmp_path):
         ([src, "a bird", "--server", server.http_url, "--tile", "8"], "takes 16x16 LR tiles", 2),
         ([src, "a bird", "--server", server.http_url, "--tile-pad", "9"], "tile_pad must be in [0, 8]", 2),
         ([src, "a bird", "--server", "ftp://127.0.0.1:1"], "--server must look like", 2),
-        ([src, "a bird", "--server", server.http_url, "--threads", "0"], "must be >= 1", 2),
+        ([src, "a bird", "--server", server.http_url, "--threads", "0"], "--threads must be between 1 and 1024", 2),
         ([src, "a bird", "--server", server.http_url, "--model", MODEL], "--model cannot apply with --server", 2),
         ([src, "a bird", "--server", server.http_url, "--precision", "fp16"], "--precision cannot apply", 2),
         ([src, "a bird", "--server", server.http_url, "-o", src], "overwritten by its own output", 2),
