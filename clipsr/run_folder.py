@@ -110,4 +110,3 @@ def _fsync(path: Path) -> None:
     """Flushed to disk before the manifest that vouches for it is written."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
-

@@ -58,7 +58,6 @@ class OrtBackend(Backend):
 
         super().__init__(name, precision)
         self._text = self._gen = None
-
         if name not in PROVIDERS:
             raise ValueError(f"unknown ONNX Runtime backend {name!r} ({', '.join(PROVIDERS)})")
         first = PROVIDERS[name][0]
