@@ -39,8 +39,10 @@ MAX_CONTEXT_LENGTH = 4096
 MAX_SCALE = 64
 MAX_HR_SIZE = 8192
 MAX_MANIFEST_BYTES = 1 << 24
-# value_range bounds: the runtime maps images into it in float32, where a wider range overflows.
+# value_range bounds: the runtime maps images into it in float32, where a wider range overflows and a
+# narrower one loses the image to rounding.
 MAX_VALUE = 1e6
+MIN_SPAN = 1e-3
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -212,9 +214,10 @@ def _tokenizer(raw: Any) -> dict[str, Any]:
 
 def _value_range(raw: dict) -> tuple[float, float]:
     pair = _take(raw, "value_range", "", list)
-    if len(pair) != 2 or not all(_finite(v) and abs(v) <= MAX_VALUE for v in pair) or not pair[0] < pair[1]:
-        raise _Invalid(f"value_range must be two finite numbers [low, high] within +-{MAX_VALUE:g}, low < high, "
-                       f"got {json.dumps(pair)[:80]}")
+    if len(pair) != 2 or not all(_finite(v) and abs(v) <= MAX_VALUE for v in pair) \
+            or not pair[1] - pair[0] >= MIN_SPAN:
+        raise _Invalid(f"value_range must be two finite numbers [low, high] within +-{MAX_VALUE:g}, high at "
+                       f"least {MIN_SPAN:g} above low, got {json.dumps(pair)[:80]}")
     return float(pair[0]), float(pair[1])
 
 

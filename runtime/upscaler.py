@@ -23,6 +23,7 @@ from clipsr_runtime.tiling import FITS, fit_mode, max_tile_pad, resize_float, ti
 from clipsr_runtime.tokenizer import Tokenizer
 
 DEFAULT_MAX_OUTPUT_PIXELS = 1 << 26  # 8192 x 8192
+MAX_BATCH = 1024  # tiles per call; TensorRT builds its profile for this many, so it must stay sane
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ def check_fitting(fit: str, batch: int, outscale: float | None, max_output_pixel
     """The fitting options that need no model, refused before one loads (or a server is asked)."""
     if fit not in FITS:
         raise OptionError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
-    if batch < 1:
-        raise OptionError(f"batch must be >= 1, got {batch}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise OptionError(f"batch must be between 1 and {MAX_BATCH} (tiles per generator call), got {batch}")
     if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
         raise OptionError(f"outscale must be a positive number, got {outscale}")
     if max_output_pixels < 1:

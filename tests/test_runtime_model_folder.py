@@ -118,6 +118,7 @@ CASES = [
     ("value_range", [math.nan, 1.0], "value_range must be two finite numbers"),
     ("value_range", [1.0, -1.0], "value_range must be two finite numbers"),
     ("value_range", [-1, 10**400], "value_range must be two finite numbers"),
+    ("value_range", [0, 1e-300], r"value_range must be two finite numbers .* least 0.001 above low"),
     ("value_range", [-1e300, 1e300], r"value_range must be two finite numbers \[low, high\] within \+-1e\+06"),
     ("scale", 3, "scale 3 does not divide hr_size 64"),
     # lists (or scalars) where objects belong

@@ -113,6 +113,7 @@ def test_clipsr_triton_writes_the_repository_and_prints_it(tmp_path):
     (["{model}", "{tmp}/repo", "--platform", "python", "--ort-trt", "fp16"], "ONNX Runtime backend option", 2),
     (["{model}", "{tmp}/repo", "--max-batch", "0"], "must be >= 1", 2),
     (["{model}", "{tmp}/repo", "--cpu", "--ort-trt", "fp16"], "accelerator runs on GPUs", 2),
+    (["{model}", "{tmp}/repo", "--platform", "python", "--threads", "-1"], "--threads must be between 1", 2),
     (["{model}", "{tmp}/repo", "--max-batch", "many"], "Invalid value for '--max-batch'", 2),
     (["{tmp}/nomodel", "{tmp}/repo"], "has no model.json", 1),
     (["{model}", "{tmp}/taken"], "already exists", 1),
