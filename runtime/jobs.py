@@ -86,13 +86,14 @@ def plan_jobs(input: Path, output: Path | None, suffix: str, ext: str | None, re
     for src in sources:
         rel = src.relative_to(input) if folder else Path(src.name)
         name = src.stem + suffix + (f".{ext}" if ext else src.suffix)
-        if folder:
-            dst = (output / rel.parent / name) if output is not None else src.with_name(name)
+        if folder and output is not None:
+            dst = output / rel.parent / name
+            _refuse_escape(dst, output)  # a sub-folder of -o may be a link to elsewhere
+        elif folder:
+            dst = src.with_name(name)
         else:
             dst = _single_target(src, output, name, ext)
         jobs.append(Job(src, dst, rel.as_posix()))
-        _refuse_escape(dst, src.parent if output is None else output if folder or output.is_dir()
-                       or not output.suffix else output.parent)
     _refuse_lost_files(jobs)
     present = [job for job in jobs if job.dst.exists() or job.dst.is_symlink()]
     if present and existing == "refuse":
