@@ -1,0 +1,73 @@
+"""`clipsr-web`: serve the page on loopback (or `--host`) until Ctrl-C.
+
+Everything the server writes (uploads, Gradio's cache, results) lies in one temporary folder, deleted
+with the upscalers' sessions when the server stops (Ctrl-C or SIGTERM). gradio is imported inside the
+command, so `--help` is instant; errors follow the one-line convention of every clipsr command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from clipsr_runtime.cli_errors import OneLineErrorsCommand
+from clipsr_runtime.errors import OptionError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+MAX_UPLOAD = "100mb"
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM ends the server the way Ctrl-C does, so the temp folder is still deleted."""
+    raise KeyboardInterrupt
+
+
+@app.command(cls=OneLineErrorsCommand, no_args_is_help=False)
+def web(
+    model: Optional[List[Path]] = typer.Option(None, "--model", help="A model folder to offer besides the "
+                                                                      "built-in one (repeatable)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 serves other machines too."),
+    port: int = typer.Option(7860, help="Port to listen on."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
+    max_output_pixels: Optional[int] = typer.Option(None, help="Largest result in pixels, checked before "
+                                                               "decoding (default: 67108864 = 8192x8192)."),
+) -> None:
+    """Serve a page to upscale an image under a caption, or compare two captions on it."""
+    if not 0 < port < 65536:
+        raise OptionError(f"--port must be in 1..65535, got {port}")
+    if max_output_pixels is not None and max_output_pixels < 1:
+        raise OptionError(f"--max-output-pixels must be >= 1, got {max_output_pixels}")
+    with tempfile.TemporaryDirectory(prefix="clipsr-web-") as tmp:
+        os.environ["GRADIO_TEMP_DIR"] = str(Path(tmp) / "gradio")
+        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+        serve(model or [], host, port, open_browser, max_output_pixels, Path(tmp))
+
+
+def serve(folders: list[Path], host: str, port: int, open_browser: bool, max_output_pixels: int | None,
+          tmp: Path) -> None:
+    """Open the model folders (a bad one stops here), then serve until interrupted; always close them."""
+    from clipsr_runtime.upscaler import DEFAULT_MAX_OUTPUT_PIXELS
+    from clipsr_runtime.web.app import THEME, ResultFiles, build_page
+    from clipsr_runtime.web.pool import UpscalerPool
+
+    pool = UpscalerPool(folders, max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        for label in pool.folders:
+            pool.open(label)
+        page = build_page(pool, ResultFiles(tmp / "results"))
+        page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, theme=THEME,
+                    ssr_mode=False, mcp_server=False, max_file_size=MAX_UPLOAD, footer_links=["gradio"])
+    finally:
+        pool.close()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="clipsr-web")
