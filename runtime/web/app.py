@@ -36,8 +36,8 @@ EXAMPLES = Path(__file__).parent / "examples"
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                           font_mono=["ui-monospace", "monospace"])
 QUEUED = 16  # requests waiting beyond this are refused with "queue full" instead of waiting minutes
-ONE_AT_A_TIME = "model"
-SAVE = ["download", "fullscreen"]  # no "share": it posts to a hub  # every upscaling event shares one slot: a run already uses all CPU threads
+ONE_AT_A_TIME = "model"  # every upscaling event shares one slot: a run already uses all CPU threads
+SAVE = ["download", "fullscreen"]  # an image's corner buttons: no "share", it posts to a hub
 
 
 class ResultFiles:
@@ -127,6 +127,37 @@ def _summary(plan: Plan, name: str, runs_on: str, seconds: float) -> str:
     return f"`{name}`: {w}x{h} -> {out_w}x{out_h} ({plan.mode}{tiles}), {runs_on}, {seconds:.2f} s"
 
 
+class Requests:
+    """The page's two actions, as methods so a test can call them as the page does."""
+
+    def __init__(self, pool: UpscalerPool, results: ResultFiles) -> None:
+        self.pool, self.results = pool, results
+
+    def upscale(self, upload: dict | None, text: str | None, model: str, backend: str, precision: str,
+                outscale: float | None, progress=gr.Progress()) -> tuple:
+        """-> ((bicubic, result) for the slider, the download button, a line on what ran)."""
+        start = time.perf_counter()
+        (result,), plan, name, runs_on = _upscale_all(self.pool, upload, [_caption(text)], model, backend,
+                                                     precision, outscale, progress)
+        saved = self.results.write(result, f"{Path(name).stem}_x{self.pool.manifests[model].scale}.png")
+        before = bicubic(upload["path"], result.size)
+        return ((before, result), gr.update(value=str(saved), interactive=True),
+                _summary(plan, name, runs_on, time.perf_counter() - start))
+
+    def compare(self, upload: dict | None, text_a: str | None, text_b: str | None, model: str, backend: str,
+                precision: str, outscale: float | None, progress=gr.Progress()) -> tuple:
+        """-> (result A, result B, the difference map, a line on how much the captions changed)."""
+        prompts = [_caption(text_a, "caption"), _caption(text_b, "caption B")]
+        start = time.perf_counter()
+        (a, b), plan, name, runs_on = _upscale_all(self.pool, upload, prompts, model, backend, precision,
+                                                   outscale, progress)
+        diff = difference(a, b)
+        verdict = (f"The captions change {diff.changed:.1%} of the pixels by {CHANGED} grey levels or more; "
+                   f"the largest change is {diff.largest} grey levels." if diff.largest else
+                   "The two captions give identical results.")
+        return a, b, diff.image, f"{verdict} {_summary(plan, name, runs_on, time.perf_counter() - start)}"
+
+
 def build_page(pool: UpscalerPool, results: ResultFiles) -> gr.Blocks:
     """The Blocks app (not launched): `clipsr-web` queues and launches it."""
     choices = [(pool.describe(label), label) for label in pool.folders]
@@ -155,37 +186,19 @@ def build_page(pool: UpscalerPool, results: ResultFiles) -> gr.Blocks:
                 download = gr.DownloadButton("Download result", interactive=False, elem_id="download")
                 info = gr.Markdown(elem_id="info")
         with gr.Row():
-            result_a = gr.Image(label="caption A", format="png", type="pil", interactive=False, elem_id="result-a", buttons=SAVE)
-            result_b = gr.Image(label="caption B", format="png", type="pil", interactive=False, elem_id="result-b", buttons=SAVE)
+            result_a = gr.Image(label="caption A", format="png", type="pil", interactive=False, elem_id="result-a",
+                                buttons=SAVE)
+            result_b = gr.Image(label="caption B", format="png", type="pil", interactive=False, elem_id="result-b",
+                                buttons=SAVE)
             changed = gr.Image(label="difference (red: changed, brighter = larger)", format="png", type="numpy",
                                interactive=False, elem_id="difference", buttons=SAVE)
         compared = gr.Markdown(elem_id="compared")
         options = [model, backend, precision, outscale]
-
-        def upscale(upload, text, model, backend, precision, outscale, progress=gr.Progress()):
-            start = time.perf_counter()
-            (result,), plan, name, runs_on = _upscale_all(pool, upload, [_caption(text)], model, backend,
-                                                         precision, outscale, progress)
-            saved = results.write(result, f"{Path(name).stem}_x{pool.manifests[model].scale}.png")
-            before = bicubic(upload["path"], result.size)
-            return ((before, result), gr.DownloadButton(value=str(saved), interactive=True),
-                    _summary(plan, name, runs_on, time.perf_counter() - start))
-
-        def compare_captions(upload, text_a, text_b, model, backend, precision, outscale, progress=gr.Progress()):
-            prompts = [_caption(text_a, "caption"), _caption(text_b, "caption B")]
-            start = time.perf_counter()
-            (a, b), plan, name, runs_on = _upscale_all(pool, upload, prompts, model, backend, precision,
-                                                       outscale, progress)
-            diff = difference(a, b)
-            verdict = (f"The captions change {diff.changed:.1%} of the pixels by {CHANGED} grey levels or more; "
-                       f"the largest change is {diff.largest} grey levels." if diff.largest else
-                       "The two captions give identical results.")
-            return a, b, diff.image, f"{verdict} {_summary(plan, name, runs_on, time.perf_counter() - start)}"
-
+        requests = Requests(pool, results)
         # preprocess=False: the handlers read the upload themselves (header first, size caps before decoding)
-        run.click(upscale, [image, caption, *options], [slider, download, info], preprocess=False,
+        run.click(requests.upscale, [image, caption, *options], [slider, download, info], preprocess=False,
                   concurrency_id=ONE_AT_A_TIME)
-        compare.click(compare_captions, [image, caption, caption_b, *options],
+        compare.click(requests.compare, [image, caption, caption_b, *options],
                       [result_a, result_b, changed, compared], preprocess=False, concurrency_id=ONE_AT_A_TIME)
     page.queue(max_size=QUEUED, default_concurrency_limit=1)
     return page

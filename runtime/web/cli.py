@@ -44,8 +44,10 @@ def web(
     if max_output_pixels is not None and max_output_pixels < 1:
         raise OptionError(f"--max-output-pixels must be >= 1, got {max_output_pixels}")
     with tempfile.TemporaryDirectory(prefix="clipsr-web-") as tmp:
-        os.environ["GRADIO_TEMP_DIR"] = str(Path(tmp) / "gradio")
-        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+        # Every temp file of the libraries lands here: gradio's uploads and cache, and the session file
+        # that ONNX Runtime writes into TMPDIR when it is imported.
+        os.environ.update(TMPDIR=tmp, GRADIO_TEMP_DIR=str(Path(tmp) / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
+        tempfile.tempdir = tmp
         serve(model or [], host, port, open_browser, max_output_pixels, Path(tmp))
 
 
@@ -53,7 +55,6 @@ def serve(folders: list[Path], host: str, port: int, open_browser: bool, max_out
           tmp: Path) -> None:
     """Open the model folders (a bad one stops here), then serve until interrupted; always close them."""
     from clipsr_runtime.upscaler import DEFAULT_MAX_OUTPUT_PIXELS
-    from clipsr_runtime.web.app import THEME, ResultFiles, build_page
     from clipsr_runtime.web.pool import UpscalerPool
 
     pool = UpscalerPool(folders, max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS)
@@ -61,6 +62,8 @@ def serve(folders: list[Path], host: str, port: int, open_browser: bool, max_out
     try:
         for label in pool.folders:
             pool.open(label)
+        from clipsr_runtime.web.app import THEME, ResultFiles, build_page  # gradio: seconds to import
+
         page = build_page(pool, ResultFiles(tmp / "results"))
         page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, theme=THEME,
                     ssr_mode=False, mcp_server=False, max_file_size=MAX_UPLOAD, footer_links=["gradio"])
