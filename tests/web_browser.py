@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -141,10 +142,10 @@ def screenshot(out: Path) -> None:
     from clipsr_runtime.prompt_files import load_prompts
 
     caption = load_prompts(EXAMPLES / "prompts.csv")["bird_0.png"]
-    work = Path(os.environ.get("TMPDIR", "/tmp"))
-    with server([], work, work) as (url, _), browser_page(url) as (page, _):
+    with tempfile.TemporaryDirectory() as tmp, server([], Path(tmp), Path(tmp)) as (url, _), \
+            browser_page(url) as (page, _):
         upload(page, EXAMPLES / "bird_0.png")
-        upscale(page, caption, work / "bird_0_x16.png")
+        upscale(page, caption, Path(tmp) / "bird_0_x16.png")
         compare(page, caption.replace("purple wings", "red wings"))
         page.screenshot(path=str(out), full_page=True)
 

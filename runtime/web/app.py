@@ -35,6 +35,8 @@ EXAMPLES = Path(__file__).parent / "examples"
 # Loopback or not, the page is offline: no web fonts (system ones), no analytics, no share links.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                           font_mono=["ui-monospace", "monospace"])
+# A 16x16 input shown at the size of its box, its pixels sharp, so it can be compared with the result.
+CSS = "#input-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 QUEUED = 16  # requests waiting beyond this are refused with "queue full" instead of waiting minutes
 ONE_AT_A_TIME = "model"  # every upscaling event shares one slot: a run already uses all CPU threads
 SAVE = ["download", "fullscreen"]  # an image's corner buttons: no "share", it posts to a hub

@@ -62,10 +62,10 @@ def serve(folders: list[Path], host: str, port: int, open_browser: bool, max_out
     try:
         for label in pool.folders:
             pool.open(label)
-        from clipsr_runtime.web.app import THEME, ResultFiles, build_page  # gradio: seconds to import
+        from clipsr_runtime.web.app import CSS, THEME, ResultFiles, build_page  # gradio: seconds to import
 
         page = build_page(pool, ResultFiles(tmp / "results"))
-        page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, theme=THEME,
+        page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, theme=THEME, css=CSS,
                     ssr_mode=False, mcp_server=False, max_file_size=MAX_UPLOAD, footer_links=["gradio"])
     finally:
         pool.close()

@@ -1,0 +1,54 @@
+"""`clipsr-web` in a real browser (Debian's chromium, driven by Playwright): upload, caption, result
+against `clipsr-run`, compare two captions, a message for an empty caption, and no request leaves the
+machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from clipsr_runtime.cli import app as run_app
+from clipsr_runtime.prompt_files import load_prompts
+from web_browser import EXAMPLES, browser_page, compare, error_message, have_browser, server, upload, upscale
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not have_browser(), reason="needs chromium (apt-get install chromium) and "
+                                                            "playwright")]
+
+
+def test_the_page_upscales_compares_and_says_what_is_wrong(tmp_path):
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir(), tmp.mkdir()
+    src = EXAMPLES / "bird_0.png"
+    caption = load_prompts(EXAMPLES / "prompts.csv")["bird_0.png"]
+    with server([], cwd, tmp) as (url, proc), browser_page(url) as (page, outside):
+        upload(page, src)
+        got = upscale(page, caption, tmp_path / "downloaded.png")
+        assert "bird_0.png: 16x16 -> 256x256 (direct)" in page.locator("#info").inner_text()
+
+        verdict = compare(page, caption.replace("purple wings", "red wings"))
+        assert "grey levels" in verdict or "identical" in verdict
+        for element in ("#result-a", "#result-b", "#difference"):
+            assert page.locator(f"{element} img").is_visible()
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+        page.locator("#caption textarea").fill("   ")
+        page.locator("#upscale").click()
+        assert "empty caption" in error_message(page)
+        assert outside == []  # no fonts, analytics or anything else fetched from outside
+    assert proc.returncode == 0
+    assert not list(tmp.iterdir()) and not list(cwd.iterdir())  # nothing left behind, nothing written elsewhere
+
+    with Image.open(got) as img:
+        assert img.size == (256, 256)
+        downloaded = np.asarray(img.convert("RGB"), dtype=int)
+    expected = tmp_path / "bird_0_x16.png"
+    result = CliRunner().invoke(run_app, [str(src), caption, "-o", str(expected)])
+    assert result.exit_code == 0, result.stderr
+    assert np.abs(downloaded - np.asarray(Image.open(expected).convert("RGB"), dtype=int)).max() <= 1
+    with Image.open(tmp_path / "page.png") as shot:
+        assert shot.width >= 1000 and shot.height >= 800
