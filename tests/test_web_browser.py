@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from clipsr_runtime.cli import app as run_app
 from clipsr_runtime.prompt_files import load_prompts
-from web_browser import EXAMPLES, browser_page, compare, error_message, have_browser, server, upload, upscale
+from runtime_fixtures import make_model_dir
+from web_browser import (EXAMPLES, browser_page, choose_model, compare, error_message, have_browser, server, upload,
+                         upscale)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not have_browser(), reason="needs chromium (apt-get install chromium) and "
@@ -52,3 +54,22 @@ def test_the_page_upscales_compares_and_says_what_is_wrong(tmp_path):
     assert np.abs(downloaded - np.asarray(Image.open(expected).convert("RGB"), dtype=int)).max() <= 1
     with Image.open(tmp_path / "page.png") as shot:
         assert shot.width >= 1000 and shot.height >= 800
+
+
+def test_the_page_runs_an_exported_folder_given_with_model(tmp_path):
+    folder = make_model_dir(tmp_path / "fake-x4")  # 4x, LR 16, any input size
+    src = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(src)
+    with server(["--model", str(folder)], tmp_path, tmp_path) as (url, _), browser_page(url) as (page, outside):
+        choose_model(page, folder)
+        upload(page, src)
+        got = upscale(page, "a bird with a red crown", tmp_path / "downloaded.png")
+        assert "wide.png: 40x24 -> 160x96 (tile, " in page.locator("#info").inner_text()
+        assert outside == []
+    expected = tmp_path / "expected.png"
+    result = CliRunner().invoke(run_app, [str(src), "a bird with a red crown", "--model", str(folder), "-o",
+                                          str(expected)])
+    assert result.exit_code == 0, result.stderr
+    with Image.open(got) as a, Image.open(expected) as b:
+        assert a.size == b.size == (160, 96)
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1

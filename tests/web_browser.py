@@ -108,14 +108,32 @@ def upload(page, image: Path) -> None:
     page.locator("#input-image img").first.wait_for()
 
 
+# Set window.clipsrDone once the output's status tracker has shown (the request running) and hidden again:
+# watched from before the click, so neither a fast request nor an earlier result is mistaken for this one.
+_WATCH = """output => {
+    window.clipsrDone = false;
+    const tracker = document.querySelector(output + ' [data-testid=status-tracker]');
+    let shown = false;
+    new MutationObserver((changes, observer) => {
+        if (!tracker.classList.contains('hide')) shown = true;
+        else if (shown) { window.clipsrDone = true; observer.disconnect(); }
+    }).observe(tracker, {attributes: true, attributeFilter: ['class']});
+}"""
+
+
+def click_and_wait(page, button: str, output: str) -> None:
+    """Press `button` and wait until the request it starts has updated `output` (or failed)."""
+    page.evaluate(_WATCH, output)
+    page.locator(button).click()
+    page.wait_for_function("() => window.clipsrDone")
+
+
 def upscale(page, caption: str, save_as: Path) -> Path:
     """Type the caption, press Upscale, wait for the result and download it."""
     page.locator("#caption textarea").fill(caption)
-    page.locator("#upscale").click()
-    button = page.locator("#download")
-    page.wait_for_function("() => !document.querySelector('#download').disabled")
+    click_and_wait(page, "#upscale", "#info")
     with page.expect_download() as download:
-        button.click()
+        page.locator("#download").click()
     download.value.save_as(save_as)
     return save_as
 
@@ -123,11 +141,15 @@ def upscale(page, caption: str, save_as: Path) -> Path:
 def compare(page, caption_b: str) -> str:
     """Type caption B, press "Compare two captions", wait for and return the verdict."""
     page.locator("#caption-b textarea").fill(caption_b)
-    page.locator("#compare").click()
-    verdict = page.locator("#compared")
-    verdict.filter(has_text="grey levels").or_(verdict.filter(has_text="identical")).wait_for()
-    page.locator("#difference img").wait_for()
-    return verdict.inner_text()
+    click_and_wait(page, "#compare", "#compared")
+    return page.locator("#compared").inner_text()
+
+
+def choose_model(page, folder: Path) -> None:
+    """Pick a `--model` folder in "model and options"."""
+    page.get_by_text("model and options").click()
+    page.get_by_label("model folder").click()
+    page.get_by_role("option", name=str(folder)).click()
 
 
 def error_message(page) -> str:

@@ -82,7 +82,7 @@ def _caption(text: str | None, which: str = "caption") -> str:
 
 
 def _outscale(value: float | None) -> float | None:
-    """Empty or 0: the model's own scale."""
+    """0 (or empty): the model's own scale."""
     return None if value in (None, 0) else float(value)
 
 
@@ -178,7 +178,7 @@ def build_page(pool: UpscalerPool, results: ResultFiles) -> gr.Blocks:
                     model = gr.Dropdown(choices, value=BUILT_IN, label="model folder")
                     backend = gr.Dropdown(list(BACKENDS), value="auto", label="backend")
                     precision = gr.Dropdown(list(PRECISIONS), value="fp32", label="precision")
-                    outscale = gr.Number(None, label="outscale (empty: the model's scale; Lanczos)", minimum=0)
+                    outscale = gr.Number(0, label="outscale (0: the model's scale; else Lanczos)", minimum=0)
                 with gr.Row():
                     run = gr.Button("Upscale", variant="primary", elem_id="upscale")
                     compare = gr.Button("Compare two captions", elem_id="compare")
