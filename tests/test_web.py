@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def test_result_files_keep_only_the_newest(tmp_path):
 
 
 def test_help_and_option_errors_follow_the_cli_conventions(tmp_path):
-    runner = CliRunner()
+    runner, before = CliRunner(), tempfile.gettempdir()
     shown = runner.invoke(app, ["--help"])
     assert shown.exit_code == 0 and all(flag in shown.stdout for flag in ("--model", "--host", "--port", "--open"))
     for args, status, message in ((["--port", "0"], 2, "error: --port must be in 1..65535, got 0"),
@@ -157,6 +158,7 @@ def test_help_and_option_errors_follow_the_cli_conventions(tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == status and result.stderr.startswith(message), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "GRADIO_TEMP_DIR" not in os.environ and tempfile.gettempdir() == before  # the process as it was
 
 
 @pytest.mark.slow

@@ -4,18 +4,18 @@ machine."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from clipsr_runtime.cli import app as run_app
-from clipsr_runtime.prompt_files import load_prompts
-from runtime_fixtures import make_model_dir
-from web_browser import (EXAMPLES, browser_page, choose_model, compare, error_message, have_browser, server, upload,
-                         upscale)
+pytest.importorskip("gradio")
+
+from clipsr_runtime.cli import app as run_app  # noqa: E402
+from clipsr_runtime.prompt_files import load_prompts  # noqa: E402
+from runtime_fixtures import make_model_dir  # noqa: E402
+from web_browser import (EXAMPLES, browser_page, choose_model, compare, error_message, have_browser,  # noqa: E402
+                         server, upload, upscale)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not have_browser(), reason="needs chromium (apt-get install chromium) and "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -21,6 +23,7 @@ from clipsr_runtime.errors import OptionError
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 MAX_UPLOAD = "100mb"
+_TEMP_VARIABLES = ("TMPDIR", "GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED")
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -28,7 +31,7 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-@app.command(cls=OneLineErrorsCommand, no_args_is_help=False)
+@app.command(cls=OneLineErrorsCommand)
 def web(
     model: Optional[List[Path]] = typer.Option(None, "--model", help="A model folder to offer besides the "
                                                                       "built-in one (repeatable)."),
@@ -43,12 +46,28 @@ def web(
         raise OptionError(f"--port must be in 1..65535, got {port}")
     if max_output_pixels is not None and max_output_pixels < 1:
         raise OptionError(f"--max-output-pixels must be >= 1, got {max_output_pixels}")
+    with _temp_folder() as tmp:
+        serve(model or [], host, port, open_browser, max_output_pixels, tmp)
+
+
+@contextmanager
+def _temp_folder() -> Iterator[Path]:
+    """A temporary folder that every library writes its temp files into while the server runs (gradio's
+    uploads and cache, the session file ONNX Runtime writes into TMPDIR on import); deleted afterwards,
+    and the environment as it was."""
+    saved, saved_tempdir = {key: os.environ.get(key) for key in _TEMP_VARIABLES}, tempfile.tempdir
     with tempfile.TemporaryDirectory(prefix="clipsr-web-") as tmp:
-        # Every temp file of the libraries lands here: gradio's uploads and cache, and the session file
-        # that ONNX Runtime writes into TMPDIR when it is imported.
         os.environ.update(TMPDIR=tmp, GRADIO_TEMP_DIR=str(Path(tmp) / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
         tempfile.tempdir = tmp
-        serve(model or [], host, port, open_browser, max_output_pixels, Path(tmp))
+        try:
+            yield Path(tmp)
+        finally:
+            tempfile.tempdir = saved_tempdir
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def serve(folders: list[Path], host: str, port: int, open_browser: bool, max_output_pixels: int | None,

@@ -47,9 +47,9 @@ class UpscalerPool:
                 self._open[key] = (upscaler, threading.Lock())
             return self._open[key]
 
-    def open(self, label: str, backend: str = "auto", precision: str = "fp32") -> Upscaler:
-        """Open (or find) the upscaler, so a broken backend shows at start rather than on a request."""
-        return self._get(label, backend, precision)[0]
+    def open(self, label: str, backend: str = "auto", precision: str = "fp32") -> None:
+        """Open the upscaler now, so a broken folder or backend shows at start rather than on a request."""
+        self._get(label, backend, precision)
 
     @contextmanager
     def use(self, label: str, backend: str, precision: str, outscale: float | None) -> Iterator[Upscaler]:
