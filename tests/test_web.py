@@ -4,6 +4,7 @@ command line, and a server's life (torch-free, temp folder deleted, nothing writ
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -152,12 +153,17 @@ def test_help_and_option_errors_follow_the_cli_conventions(tmp_path):
     runner, before = CliRunner(), tempfile.gettempdir()
     shown = runner.invoke(app, ["--help"])
     assert shown.exit_code == 0 and all(flag in shown.stdout for flag in ("--model", "--host", "--port", "--open"))
-    for args, status, message in ((["--port", "0"], 2, "error: --port must be in 1..65535, got 0"),
-                                  (["--bogus"], 2, "error: No such option: --bogus"),
-                                  (["--model", str(tmp_path / "nowhere")], 1, "error: ")):
-        result = runner.invoke(app, args)
-        assert result.exit_code == status and result.stderr.startswith(message), result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for args, status, message in (
+                (["--port", "0"], 2, "error: --port must be in 1..65535, got 0"),
+                (["--bogus"], 2, "error: No such option: --bogus"),
+                (["--model", str(tmp_path / "nowhere")], 1, "error: "),
+                (["--port", str(taken.getsockname()[1])], 1, "error: cannot listen on 127.0.0.1:")):
+            result = runner.invoke(app, args)
+            assert result.exit_code == status and result.stderr.startswith(message), result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert "GRADIO_TEMP_DIR" not in os.environ and tempfile.gettempdir() == before  # the process as it was
 
 

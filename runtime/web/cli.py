@@ -84,8 +84,12 @@ def serve(folders: list[Path], host: str, port: int, open_browser: bool, max_out
         from clipsr_runtime.web.app import CSS, THEME, ResultFiles, build_page  # gradio: seconds to import
 
         page = build_page(pool, ResultFiles(tmp / "results"))
-        page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, theme=THEME, css=CSS,
-                    ssr_mode=False, mcp_server=False, max_file_size=MAX_UPLOAD, footer_links=["gradio"])
+        try:
+            page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, theme=THEME,
+                        css=CSS, ssr_mode=False, mcp_server=False, max_file_size=MAX_UPLOAD, footer_links=["gradio"])
+        except OSError as exc:  # gradio's message names its own settings, not our options
+            raise OSError(f"cannot listen on {host}:{port} (in use, or not an address of this machine): choose "
+                          "another --port or --host") from exc
     finally:
         pool.close()
 
