@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .atomic import atomic_write
+from clipsr_runtime.atomic import atomic_write
+
 from .clip import clip_preprocess
 from .config import get_config
 from .train_config import CLIPStageConfig

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from clipsr_runtime.errors import OptionError
 
-from .atomic import atomic_write
+from clipsr_runtime.atomic import atomic_write
 
 CONFIG_FILE = "train_config.json"
 AMP = ("off", "bf16", "fp16")

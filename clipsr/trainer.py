@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .atomic import atomic_write
+from clipsr_runtime.atomic import atomic_write
+
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses
 from .model import CLIPSR, build_model
