@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import distributed
 from .atomic import atomic_write
 from .clip import clip_preprocess
-from .config import get_config
+from .factory import get_config
 from .datasets import build_dataset
 from .metrics_logger import MetricsLogger
 from .sampling import SeededItems, StepBatchSampler

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clipsr.config import PRESETS, SCALES
+from clipsr.config import SCALES
+from clipsr.factory import list_presets
 from clipsr.model import CLIPSR
 from clipsr_bench import ort_options, paper, processes
 from clipsr_bench.flops import count_flops
@@ -42,8 +43,8 @@ class Settings:
     peak_runs: int = 5
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.preset not in list_presets():
+            raise ValueError(f"--preset must be one of {', '.join(list_presets())}, got {self.preset!r}")
         if self.scale not in SCALES:
             raise ValueError(f"--scale must be one of {SCALES}, got {self.scale}")
         if not self.batches or min(self.batches) < 1:
