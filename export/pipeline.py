@@ -245,7 +245,8 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                 folder, name=options.name or _model_name(model, source), preset=cfg.preset,
                 scale=cfg.generator.scale, hr_size=HR_SIZE, opset=options.opset,
                 tokenizer=tokenizer, stage_files=files, parity=figures,
-                source={**_source(source), **_versions(), "exporter": exporter}, engines=engines)
+                source={**_source(source), **_versions(), "exporter": exporter}, engines=engines,
+                model_card=model.card)
             write_manifest(folder, manifest)
     return ExportResult(Path(out), manifest, step.seconds)
 

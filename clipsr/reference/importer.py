@@ -19,6 +19,8 @@ from ..checkpoint import CheckpointError
 from .generator import ReferenceGenerator, rename_state_key
 
 MULTI_GPU_PREFIX = "module."
+# Their netG keys and shapes, derived by reading their code (tests build checkpoints in this layout)
+NETG_KEYS = Path(__file__).parent / "netG_keys.json"
 # netG modules whose results are overwritten (`mapping` with its CLIP visual copy, `TBlocks`, `fc_code`)
 # or never computed (G-blocks 5 and 6, `to_rgb`) in their forward.
 DEAD_PREFIXES = ("mapping.", "TBlocks.", "fc_code.", "GBlocks.4.", "GBlocks.5.", "to_rgb.")
