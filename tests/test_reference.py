@@ -256,3 +256,9 @@ def test_convert_export_and_run_torch_free(imported, files, tmp_path, test_clip_
                                      "--output", str(tmp_path / "out.png")])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "out.png").size == (300, 180)
+    from clipsr_runtime.triton.cli import app as triton_app
+
+    result = runner.invoke(triton_app, [str(folder), str(tmp_path / "repo"), "--cpu"])
+    assert result.exit_code == 0, result.output
+    generator = (tmp_path / "repo" / "generator" / "config.pbtxt").read_text()
+    assert "dims: 64" in generator and "dims: 512" in generator and "dims: 256" in generator
