@@ -187,6 +187,27 @@ def test_refusals_are_one_line_and_name_what_is_wrong(files, netg, tmp_path):
         create_model(files["checkpoint"], clip_weights=str(bad_clip), **TEST_CLIP)
 
 
+def test_command_lines_refuse_a_bad_checkpoint_in_one_line_and_write_nothing(files, netg, tmp_path):
+    from clipsr.cli.convert import app as convert_app
+    from clipsr_export.cli import app as export_app
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": {"netG": {"head.0.weight": Foreign()}}}, evil)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(files["checkpoint"].read_bytes()[:50_000])
+    clip = ["--clip-weights", str(files["clip"])]
+    for bad, message in ((evil, "needs more than plain weights"), (truncated, "not a readable PyTorch checkpoint"),
+                         (tmp_path / "missing.pth", "not found")):
+        for app, args, out in ((convert_app, [str(bad), "-o"], tmp_path / "out.safetensors"),
+                               (export_app, ["--checkpoint", str(bad), "--out"], tmp_path / "folder")):
+            result = CliRunner().invoke(app, [*args, str(out), *clip])
+            errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+            assert result.exit_code == 1 and len(errors) == 1 and message in errors[0], result.stderr
+            assert "Traceback" not in result.output and not out.exists()
+    result = CliRunner().invoke(convert_app, [str(files["checkpoint"]), "-o", str(tmp_path / "out.pt"), *clip])
+    assert result.exit_code == 2 and "must end in .safetensors" in result.stderr
+
+
 def test_clip_weights_load_from_a_pt_or_safetensors_state_dict(files, tmp_path):
     import safetensors.torch
 
@@ -262,3 +283,21 @@ def test_convert_export_and_run_torch_free(imported, files, tmp_path, test_clip_
     assert result.exit_code == 0, result.output
     generator = (tmp_path / "repo" / "generator" / "config.pbtxt").read_text()
     assert "dims: 64" in generator and "dims: 512" in generator and "dims: 256" in generator
+
+
+@pytest.mark.slow
+def test_an_imported_checkpoint_fine_tunes_like_any_other(imported, tmp_path):
+    from clipsr.checkpoint import save_checkpoint
+    from clipsr.metrics_logger import METRICS_FILE
+    from clipsr.train_config import TrainConfig
+    from clipsr.trainer import SRTrainer
+
+    converted = save_checkpoint(imported, tmp_path / "cub-x4.safetensors")
+    cfg = TrainConfig(out=str(tmp_path / "run"), steps=1, ckpt_every=1, preset="cub-reference", scale=4,
+                      init=str(converted), dataset="synthbirds", batch_size=1, perceptual=None, log_every=1,
+                      data_options={"count": 2})
+    SRTrainer(cfg).train()
+    logged = json.loads((tmp_path / "run" / METRICS_FILE).read_text().splitlines()[0])
+    assert logged["step"] == 1 and math.isfinite(logged["g_l1"]) and math.isfinite(logged["d_hinge"])
+    tuned = create_model(tmp_path / "run" / "checkpoint.safetensors")
+    assert isinstance(tuned.generator, ReferenceGenerator) and tuned.card == imported.card
