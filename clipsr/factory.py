@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .checkpoint import CheckpointError, load_weights, read_card, read_config, read_metadata
 from .config import ModelConfig, apply_overrides, check_scale
 from .model import CLIPSR

@@ -33,8 +33,8 @@ def export(
     clip_weights: Optional[str] = typer.Option(None, help="CLIP weights for the authors' checkpoint (it holds none): "
                                                           "an open_clip tag ('openai') or a local OpenAI/open_clip "
                                                           "state dict (.pt or .safetensors)."),
-    preset: Optional[str] = typer.Option(None, help="tiny | synthbirds | paper-b32: checked against the checkpoint, "
-                                                    "or the preset of a --random model."),
+    preset: Optional[str] = typer.Option(None, help="tiny | synthbirds | paper-b32 | cub-reference: checked against "
+                                                    "the checkpoint, or the preset of a --random model."),
     random: bool = typer.Option(False, "--random", help="Untrained model of --preset (benchmarks, tests)."),
     out: Optional[Path] = typer.Option(None, help="Model folder to write (default: ./<name>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model folder --out if it exists."),

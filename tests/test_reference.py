@@ -177,7 +177,8 @@ def test_refusals_are_one_line_and_name_what_is_wrong(files, netg, tmp_path):
         create_model(foreign, **clip)
     broken = {k: v for k, v in netg.items() if k != "GBlocks.3.c_sc.weight"}
     broken["GBlocks.3.extra.weight"] = torch.zeros(1)
-    with pytest.raises(CheckpointError, match=r"missing GBlocks\.3\.shortcut\.weight; unexpected GBlocks\.3\.extra\.weight"):
+    named = r"missing GBlocks\.3\.shortcut\.weight; unexpected GBlocks\.3\.extra\.weight"
+    with pytest.raises(CheckpointError, match=named):
         create_model(save_reference(tmp_path / "broken.pth", broken), **clip)
     with pytest.raises(ValueError, match="holds no text encoder"):
         create_model(files["checkpoint"])

@@ -276,7 +276,7 @@ def run_suite(settings: Settings, on_step: Callable[[str], None] = lambda step: 
             result["processes"] = processes.compare_processes(work / "model", work / "model.safetensors", image,
                                                               PROMPT, work, settings.threads,
                                                               settings.process_runs)
-    result["paper"] = paper_section(result.get("reference_params") or
-                                    result["params"]["per_preset"][settings.preset][str(settings.scale)], rows, settings)
+    counts = result.get("reference_params") or result["params"]["per_preset"][settings.preset][str(settings.scale)]
+    result["paper"] = paper_section(counts, rows, settings)
     result["machine"]["load"] = load_section(load_before, os.getloadavg(), os.cpu_count())
     return result

@@ -17,7 +17,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 @app.command(cls=OneLineErrorsCommand)
 def convert(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="The checkpoint to convert (e.g. state_epoch_220.pth)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
+                                      help="The checkpoint to convert (e.g. state_epoch_220.pth)."),
     out: Path = typer.Option(..., "--out", "-o", help="The clipsr checkpoint to write (.safetensors)."),
     clip_weights: Optional[str] = typer.Option(
         None, help="The frozen CLIP's weights (their checkpoint has none): an open_clip tag ('openai', from "

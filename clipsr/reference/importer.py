@@ -45,10 +45,6 @@ class ReferenceWeights:
     def dead_parameters(self) -> int:
         return sum(self.dead.values())
 
-    @property
-    def live_parameters(self) -> int:
-        return sum(t.numel() for t in self.generator.values())
-
 
 def load_pickle(path: str | Path) -> object:
     """`torch.load(weights_only=True)` with its failures as one ReferenceCheckpointError each."""
@@ -63,8 +59,9 @@ def load_pickle(path: str | Path) -> object:
             f"{path} needs more than plain weights to unpickle{f' ({needs[1]})' if needs else ''}: refused "
             f"(only torch.load(weights_only=True) files are read; nothing in it was run)") from None
     except Exception as err:  # torch.load raises many kinds for a file it cannot read; one line says it
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ReferenceCheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or another "
-                                       f"format): {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+                                       f"format): {why}") from None
 
 
 def netg_state(data: object) -> dict[str, torch.Tensor] | None:
