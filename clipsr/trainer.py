@@ -17,13 +17,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from clipsr_runtime.atomic import atomic_write
+
 from . import distributed
-from .atomic import atomic_write
 from .checkpoint import load_weights, save_checkpoint
 from .datasets import build_dataset
+from .factory import create_model
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses, weighted_l1
 from .metrics_logger import MetricsLogger, truncate_metrics
-from .factory import create_model
 from .model import CLIPSR
 from .run_folder import RunFolderError, recover, save_step
 from .sampling import SeededItems, StepBatchSampler
