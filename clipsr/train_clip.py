@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from clipsr_runtime.atomic import atomic_write
 
 from .clip import clip_preprocess
-from .config import get_config
+from .factory import get_config
 from .train_config import CLIPStageConfig
 from .training_run import TrainingRun
 

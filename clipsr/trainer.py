@@ -14,9 +14,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from clipsr_runtime.atomic import atomic_write
 
-from .checkpoint import load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import load_weights, save_checkpoint
+from .factory import create_model
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses
-from .model import CLIPSR, build_model
+from .model import CLIPSR
 from .train_config import SRConfig
 from .training_run import TrainingRun
 
@@ -39,15 +40,6 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
-def initial_model(cfg: SRConfig) -> CLIPSR:
-    """The preset's model, or with `init` a checkpoint's own model and weights: fine-tuning starts there."""
-    if cfg.init is None:
-        return build_model(cfg.preset, cfg.scale, **cfg.model)
-    if cfg.model:
-        raise ValueError(f"--init takes the model config from {cfg.init}; --set {sorted(cfg.model)} does not apply")
-    return load_checkpoint(cfg.init, preset=cfg.preset, scale=cfg.scale)
-
-
 class Rendering(torch.nn.Module):
     """The generator with all it renders (image, palette choice and reads) as its forward: DDP synchronises
     gradients only through a module's forward."""
@@ -68,7 +60,9 @@ class SRTrainer(TrainingRun):
 
     def build(self) -> None:
         cfg = self.cfg
-        self.model: CLIPSR = initial_model(cfg).to(self.device)
+        # The preset's model, or with `init` a checkpoint's own model and weights: fine-tuning starts there.
+        self.model: CLIPSR = create_model(cfg.init or cfg.preset, scale=cfg.scale, preset=cfg.preset,
+                                          **cfg.model).to(self.device)
         m = self.model
         self.use_d = cfg.lambda_adv > 0
         self.opt_g = torch.optim.Adam(m.trainable_parameters("generator"), lr=cfg.lr_g, betas=ADAM_BETAS)

@@ -72,7 +72,7 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
     import torch
 
     from clipsr.clip import load_clip
-    from clipsr.config import get_config
+    from clipsr.factory import get_config
     from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
                                                text_probe)
 
@@ -118,12 +118,12 @@ def proof(checkpoint: Path, out: Path = typer.Option(Path("runs/proof"), "--out"
           no_text: Path = typer.Option(None, help="checkpoint of the no-text variant (Table IV row)"),
           n: int = typer.Option(200, help="test birds"), batch_size: int = 25) -> None:
     """Table IV analogue, text-matters and editability numbers, and a figure, for a 16x checkpoint."""
-    from clipsr.checkpoint import load_checkpoint
+    from clipsr.factory import create_model
     from clipsr.synthbirds.proof import run_proof, to_markdown
 
     with _one_line_errors():
-        full = load_checkpoint(checkpoint).eval()
-        variant = load_checkpoint(no_text).eval() if no_text else None
+        full = create_model(checkpoint).eval()
+        variant = create_model(no_text).eval() if no_text else None
         result = run_proof(full, out, no_text=variant, n=n, batch_size=batch_size)
     typer.echo(to_markdown(result))
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
@@ -134,8 +134,9 @@ def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", h
                 steps: int = typer.Option(1000, help="steps of all captions of 64 train birds each"),
                 restart: bool = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first")) -> None:
     """Teach a trained checkpoint's text palette to read colours from captions alone (text only, no images)."""
-    from clipsr.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+    from clipsr.checkpoint import read_metadata, save_checkpoint
     from clipsr.existing_output import check_output, claim_output
+    from clipsr.factory import create_model
     from clipsr.synthbirds.palette_text import fit_palette_text
 
     with _one_line_errors():
@@ -144,7 +145,7 @@ def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", h
         if out.resolve() == checkpoint.resolve():
             raise ValueError(f"--out {out} is the checkpoint it starts from; write a new file")
         check_output(out, restart=restart)
-        model = load_checkpoint(checkpoint)
+        model = create_model(checkpoint)
         losses = fit_palette_text(model, steps=steps)
         step = read_metadata(checkpoint).get("step", "?")
         set_aside = claim_output(out, restart=restart)
