@@ -23,6 +23,8 @@ FLAGS = {"model": "--set", "data_options": "--data-opt"}
 LEGACY_KEYS = {"sr": ("clip_lr", "attribute_loss", "betas", "perceptual_fallback"),
                "clip": ("init", "lr_g", "lr_d", "betas", "lambda_adv", "alpha", "ma_gp_k", "ma_gp_p",
                         "l1_weight", "part_loss", "perceptual", "perceptual_fallback")}
+# dataset options since removed, saved with the value that is now the only behaviour (the demo recipe passed it)
+LEGACY_DATA_OPTIONS = {"captions": "random"}
 
 
 @dataclass
@@ -108,6 +110,10 @@ def config_from_json(text: str) -> RunConfig:
         raise KeyError(f"stage must be one of {sorted(STAGES)}, got {stage!r}")
     for key in LEGACY_KEYS[stage]:
         data.pop(key, None)
+    options = data.get("data_options")
+    for key, value in LEGACY_DATA_OPTIONS.items():
+        if isinstance(options, dict) and options.get(key) == value:
+            del options[key]
     return STAGES[stage](**data)
 
 

@@ -189,8 +189,11 @@ def test_every_config_field_has_its_clipsr_train_option():
 
 def test_a_run_folder_saved_before_the_stages_had_their_own_configs_still_loads():
     old = {"stage": "sr", **dataclasses.asdict(SRConfig(steps=7)), "betas": [0.0, 0.9],
-           "perceptual_fallback": "off", "clip_lr": 5e-4, "attribute_loss": 0.0}
-    assert config_from_json(json.dumps(old)) == SRConfig(steps=7)
+           "perceptual_fallback": "off", "clip_lr": 5e-4, "attribute_loss": 0.0,
+           "data_options": {"captions": "random", "mismatch_lr_prob": 0.5}}  # as the demo recipe saved it
+    assert config_from_json(json.dumps(old)) == SRConfig(steps=7, data_options={"mismatch_lr_prob": 0.5})
+    old["data_options"]["captions"] = "first"  # a removed switch that changed the run: kept, so the dataset refuses it
+    assert config_from_json(json.dumps(old)).data_options["captions"] == "first"
 
 
 @pytest.mark.parametrize("args, message, status", [
