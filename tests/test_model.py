@@ -10,7 +10,6 @@ import torch
 from clipsr.blocks import TextPalette, TIFBlock
 from clipsr.config import ModelConfig
 from clipsr.factory import get_config
-from clipsr.inference import super_resolve
 from clipsr.factory import create_model
 
 
