@@ -24,12 +24,11 @@ from .datasets import build_dataset
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses, weighted_l1
 from .metrics_logger import MetricsLogger, truncate_metrics
 from .model import CLIPSR, build_model
-from .run_folder import RunFolderError, recover, save_step
+from .run_folder import CHECKPOINT_FILE, RunFolderError, recover, save_step
 from .sampling import SeededItems, StepBatchSampler
 from .train_config import TrainConfig
 from .train_state import STATE_FILE, load_train_state, save_train_state
 
-CHECKPOINT_FILE = "checkpoint.safetensors"
 PALETTE_KEYS = ("part_labels", "palette_colours", "palette_named")  # batch keys a text palette is taught from
 
 

@@ -14,6 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipsr.run_folder import CHECKPOINT_FILE
+from clipsr.train_config import CONFIG_FILE
+
 CLIP_STEPS = 1500
 SR_STEPS = 1500
 # glibc's malloc hands large activation buffers back to the kernel after every step and faults them in again
@@ -46,18 +49,18 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
         # part-choice loss 0.1: at 1 it takes capacity from the image far from any part (MODEL_CARD.md)
         Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr")) + sr
               + ("--data-opt", "part_labels=true", "--part-loss", "0.1"), resumable=True),
-        Stage("palette-text", synthbirds + ("fit-palette", str(out / "sr" / "checkpoint.safetensors"),
+        Stage("fit-palette", synthbirds + ("fit-palette", str(out / "sr" / CHECKPOINT_FILE),
                                             "-o", str(out / "demo.safetensors"))),
         Stage("sr-no-text", train + ("--preset", "tiny", "--out", str(out / "sr_notext")) + sr
               + ("--set", "generator.use_text=false"), resumable=True),
         Stage("proof", synthbirds + ("proof", str(out / "demo.safetensors"), "--no-text",
-                                     str(out / "sr_notext" / "checkpoint.safetensors"), "-o", str(out / "proof"))),
+                                     str(out / "sr_notext" / CHECKPOINT_FILE), "-o", str(out / "proof"))),
     ]
 
 
 def command(stage: Stage, out: Path) -> list[str]:
     """The stage's command line now: an SR stage whose run folder exists resumes it."""
-    resume = stage.resumable and (Path(stage.argv[stage.argv.index("--out") + 1]) / "train_config.json").is_file()
+    resume = stage.resumable and (Path(stage.argv[stage.argv.index("--out") + 1]) / CONFIG_FILE).is_file()
     return list(stage.argv) + (["--resume"] if resume else [])
 
 
