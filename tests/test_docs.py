@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import importlib.metadata
 import importlib.util
 import io
 import os
@@ -15,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tokenize
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,9 +214,9 @@ def test_run_blocks_succeed(block, tmp_path):
 # --- The clipsr command lines of every shell block parse against their CLI -------------------------------
 
 def _console_scripts() -> dict[str, str]:
-    """clipsr's console scripts: name -> module defining the typer `app`."""
-    return {ep.name: ep.module for ep in importlib.metadata.entry_points(group="console_scripts")
-            if ep.dist is not None and ep.dist.name == "clipsr"}
+    """clipsr's console scripts as pyproject.toml declares them: name -> module defining the typer `app`."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    return {name: target.split(":")[0] for name, target in scripts.items()}
 
 
 def clipsr_commands(line: str) -> Iterator[tuple[str, list[str]]]:
