@@ -1,5 +1,6 @@
-"""`python -m clipsr.synthbirds export|survival|sheet|clip-report|proof`: write the dataset, measure colour
-survival, look at it, say what a CLIP learned of it, and prove that text helps."""
+"""`python -m clipsr.synthbirds export|survival|sheet|clip-report|fit-palette|proof|recipe`: write the dataset,
+measure colour survival, look at it, say what a CLIP learned of it, fit the text palette's colour reader,
+prove that text helps, and train the built-in demo from nothing."""
 from __future__ import annotations
 
 from pathlib import Path
