@@ -144,6 +144,30 @@ def test_paths_the_docs_name_exist():
     assert checked >= 30
 
 
+def _import_dotted(dotted: str) -> object:
+    """`package.module.name.attr`: the longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for part in parts[i:]:
+            found = getattr(found, part)
+        return found
+    raise ModuleNotFoundError(dotted)
+
+
+def test_python_names_the_docs_give_exist(monkeypatch):
+    """`clipsr.checkpoint.load_checkpoint(path)`, `clipsr_runtime.tokenizer.Tokenizer`...: importable as written."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # clipsr_bench lives beside the scripts
+    names = {name for doc in _docs(*DOCS, MODEL_CARD) for name in
+             re.findall(r"`((?:clipsr|clipsr_runtime|clipsr_export|clipsr_bench)(?:\.\w+)+)[`(]", doc.read_text())}
+    assert len(names) >= 5
+    for name in sorted(names):
+        _import_dotted(name)
+
+
 def doc_blocks() -> list[Block]:
     """Every fenced block of the docs, with the marker line before it ("" when there is none)."""
     blocks = []
