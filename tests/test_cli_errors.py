@@ -58,7 +58,7 @@ def test_usage_errors_raised_by_the_commands_exit_2(tmp_path):
     _one_error(lines, "--stage must be sr or clip")
     status, lines = _invoke("synthbirds", "export", tmp_path / "sb", "--split", "dev", "--count", "1")
     assert status == 2
-    _one_error(lines, "unknown SynthBirds split 'dev'")
+    _one_error(lines, "'dev' is not one of train, val, test")
 
 
 def test_failures_exit_1(tmp_path):
