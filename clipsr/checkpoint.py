@@ -11,8 +11,9 @@ import safetensors
 import safetensors.torch
 import torch
 
-from .atomic import atomic_write
-from .config import ModelConfig
+from clipsr_runtime.atomic import atomic_write
+
+from .config import ModelConfig, check_scale
 from .model import CLIPSR
 from .run_folder import verify_listed
 
@@ -47,14 +48,21 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"checkpoint {path} is damaged or not a safetensors file ({err})") from err
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a clipsr checkpoint (no '{FORMAT}' metadata)")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} is a clipsr checkpoint of format version {meta.get('version')!r}; this "
+                              f"clipsr reads version {VERSION}")
     return meta
 
 
 def read_config(path: str | Path) -> ModelConfig:
+    """The model config a checkpoint records, checked as far as building a model from it relies on."""
+    meta = read_metadata(path)
     try:
-        return ModelConfig.from_dict(json.loads(read_metadata(path)["config"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: the model config in its metadata is unreadable ({err})") from err
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+        check_scale(config.generator.scale)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the model config in its metadata is unusable ({err})") from err
+    return config
 
 
 def load_checkpoint(path: str | Path, *, preset: str | None = None, scale: int | None = None,

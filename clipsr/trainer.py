@@ -17,8 +17,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from clipsr_runtime.atomic import atomic_write
+
 from . import distributed
-from .atomic import atomic_write
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .datasets import build_dataset
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses, weighted_l1

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clipsr_runtime.cli_errors import OneLineErrorsCommand
+from clipsr_runtime.errors import OptionError
 from clipsr_runtime.manifest import PRECISIONS
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -52,11 +53,17 @@ def _export(scale: int | None, checkpoint: Path | None, preset: str | None, rand
     from clipsr_export.writer import check_destination
 
     # Every check that can fail fast runs before the model loads: options, TensorRT, the destination.
-    options = ExportOptions(precisions=tuple(dict.fromkeys(p.strip() for p in precision.split(",") if p.strip())),
-                            opset=opset, trt=trt, batch_max=batch_max, overwrite=overwrite,
-                            name=name or default_name(checkpoint, preset, scale, random))
-    if scale is not None:
-        check_scale(scale)
+    # A value no export could use is a usage error (exit 2); what follows from the files is a failure (1).
+    try:
+        if random and checkpoint is not None:
+            raise ValueError("--random and --checkpoint exclude each other")
+        if scale is not None:
+            check_scale(scale)
+        options = ExportOptions(precisions=tuple(dict.fromkeys(p.strip() for p in precision.split(",") if p.strip())),
+                                opset=opset, trt=trt, batch_max=batch_max, overwrite=overwrite,
+                                name=name or default_name(checkpoint, preset, scale, random))
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
     if trt:
         from clipsr_export.tensorrt import require_tensorrt
 

@@ -249,16 +249,15 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
 
 def _build_engines(model: CLIPSR, folder: Path, files: dict[str, dict[str, str]], precision: str,
                    batch_max: int, trt_version: str, gpu: str) -> list[dict[str, Any]]:
-    """Both stages' engines at one precision, named by the runtime's cache key."""
+    """Both stages' engines at one precision, built and named as the runtime's engine cache does."""
     built = []
-    timing_cache = tensorrt.default_timing_cache(trt_version, gpu)
     for stage in contract.STAGES:
         onnx_path = folder / files[stage][precision]
         shapes = runtime_trt.profile_shapes(stage, batch_max, model.config.generator.lr_size,
                                             model.text_encoder.embed_dim, model.text_encoder.context_length)
-        key = tensorrt.engine_cache_key(sha256(onnx_path), trt_version, gpu, precision, shapes)
-        name = f"{contract.ENGINES}/{tensorrt.engine_file_name(stage, key)}"
-        tensorrt.build_engine(onnx_path, folder / name, shapes, timing_cache)
-        built.append({"stage": stage, "precision": precision, "file": name, "key": key, "tensorrt": trt_version,
-                      "gpu": gpu, "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}})
+        engine, key = runtime_trt.cached_engine(folder / contract.ENGINES, stage, onnx_path, sha256(onnx_path),
+                                                precision, shapes, trt_version, gpu)
+        built.append({"stage": stage, "precision": precision, "file": f"{contract.ENGINES}/{engine.path.name}",
+                      "key": key, "tensorrt": trt_version, "gpu": gpu,
+                      "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}})
     return built

@@ -59,6 +59,10 @@ def test_usage_errors_raised_by_the_commands_exit_2(tmp_path):
     status, lines = _invoke("synthbirds", "export", tmp_path / "sb", "--split", "dev", "--count", "1")
     assert status == 2
     _one_error(lines, "'dev' is not one of train, val, test")
+    status, lines = _invoke("clipsr-export", "--random", "--precision", "fp16", "--out", tmp_path / "m")
+    assert status == 2
+    _one_error(lines, "precisions must include fp32")
+    assert not (tmp_path / "m").exists()
 
 
 def test_failures_exit_1(tmp_path):
@@ -67,10 +71,6 @@ def test_failures_exit_1(tmp_path):
     _one_error(lines, "nothing to resume")
     status, lines = _invoke("clipsr-eval", tmp_path / "missing.safetensors", "--out", tmp_path / "e")
     assert status == 1 and len(lines) == 1 and lines[0].startswith("error:")
-    status, lines = _invoke("clipsr-export", "--random", "--precision", "fp16", "--out", tmp_path / "m")
-    assert status == 1
-    _one_error(lines, "precisions must include fp32")
-    assert not (tmp_path / "m").exists()
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
     status, lines = _invoke("synthbirds", "sheet", blocker / "sheet.png", "--count", "1", "--columns", "1")

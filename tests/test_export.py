@@ -289,7 +289,7 @@ def test_options_are_checked_before_any_work(tmp_path):
                           (["--batch-max", "0"], "batch-max must be >= 1"),
                           (["--checkpoint", tmp_path / "x.safetensors"], "--random and --checkpoint exclude")):
         code, output = _cli("--random", "--out", tmp_path / "m", *args)
-        assert code == 1 and message in _error_lines(output)[0], output
+        assert code == 2 and message in _error_lines(output)[0], output  # the command line cannot work
     assert list(tmp_path.iterdir()) == []
 
 
