@@ -24,7 +24,7 @@ from clipsr_runtime.atomic import atomic_write
 
 from . import distributed
 from .clip import clip_preprocess
-from .config import get_config
+from .factory import get_config
 from .datasets import build_dataset
 from .metrics_logger import MetricsLogger
 from .sampling import SeededItems, StepBatchSampler

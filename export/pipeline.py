@@ -15,9 +15,10 @@ from typing import Any
 import open_clip
 import torch
 
-from clipsr.checkpoint import DEMO_CHECKPOINT, load_checkpoint
+from clipsr.checkpoint import DEMO_CHECKPOINT
 from clipsr.config import HR_SIZE, check_scale
-from clipsr.model import CLIPSR, build_model
+from clipsr.factory import create_model
+from clipsr.model import CLIPSR
 from clipsr.run_folder import CHECKPOINT_FILE
 from clipsr.train_config import CONFIG_FILE
 from clipsr_export import fp16, onnx_export, parity, quantize, tensorrt
@@ -94,19 +95,21 @@ def demo_checkpoint(scale: int) -> Path:
 
 
 def load_model(checkpoint: str | Path | None, preset: str | None, scale: int | None,
-               random: bool) -> tuple[CLIPSR, str]:
-    """The model to export and a description of its source for the manifest.
+               random: bool, clip_weights: str | None = None) -> tuple[CLIPSR, str]:
+    """Which model to export, built by the factory, and a description of its source for the manifest.
 
-    A checkpoint carries its own scale: `scale`, when given, is only checked against it. Without a
-    checkpoint, the built-in demo of `scale` (default 16x); `random` builds an untrained model of
-    `preset` at `scale` (benchmarks and tests only; CLIP weights random too, nothing is downloaded)."""
+    A checkpoint (clipsr's, or the authors' with `clip_weights`) carries its own scale: `scale`, when
+    given, is only checked against it. Without a checkpoint, the built-in demo of `scale` (default 16x);
+    `random` builds an untrained model of `preset` at `scale` (benchmarks and tests only; CLIP weights
+    random too, nothing is downloaded)."""
     if random:
         if checkpoint is not None:
             raise ValueError("--random and --checkpoint exclude each other")
         torch.manual_seed(0)
-        return build_model(preset or "tiny", scale or DEFAULT_SCALE, **{"clip.pretrained": None}).eval(), "random"
+        return create_model(preset or "tiny", scale=scale or DEFAULT_SCALE,
+                            **{"clip.pretrained": clip_weights}).eval(), "random"
     path = Path(checkpoint) if checkpoint is not None else demo_checkpoint(scale or DEFAULT_SCALE)
-    return load_checkpoint(path, preset=preset, scale=scale).eval(), str(path)
+    return create_model(path, scale=scale, preset=preset, clip_weights=clip_weights).eval(), str(path)
 
 
 def _source(source: str) -> dict[str, str]:
@@ -242,7 +245,8 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                 folder, name=options.name or _model_name(model, source), preset=cfg.preset,
                 scale=cfg.generator.scale, hr_size=HR_SIZE, opset=options.opset,
                 tokenizer=tokenizer, stage_files=files, parity=figures,
-                source={**_source(source), **_versions(), "exporter": exporter}, engines=engines)
+                source={**_source(source), **_versions(), "exporter": exporter}, engines=engines,
+                model_card=model.card)
             write_manifest(folder, manifest)
     return ExportResult(Path(out), manifest, step.seconds)
 

@@ -39,6 +39,8 @@ MAX_CONTEXT_LENGTH = 4096
 MAX_SCALE = 64
 MAX_HR_SIZE = 8192
 MAX_MANIFEST_BYTES = 1 << 24
+# Optional model card fields that are text (docs/model-folder.md)
+CARD_TEXT = ("architecture", "source", "checkpoint", "licence", "trained_on")
 # value_range bounds: the runtime maps images into it in float32, where a wider range overflows and a
 # narrower one loses the image to rounding.
 MAX_VALUE = 1e6
@@ -254,6 +256,20 @@ def _check_shapes(m: Manifest) -> None:
                            f"(scale {m.scale}, hr_size {m.hr_size})")
 
 
+def _model_card(raw: dict, m: Manifest) -> None:
+    """The optional model card (where the weights came from, their licence, what they were trained on):
+    text for people, but its scale and LR size, when stated, must be the folder's."""
+    card = _take(raw, "model_card", "", dict, optional=True)
+    if card is None:
+        return
+    for key in CARD_TEXT:
+        _take(card, key, "model_card.", str, optional=True)
+    for key, value in (("scale", m.scale), ("lr_size", m.lr_size)):
+        stated = _int(card, key, "model_card.", 1, optional=True)
+        if stated is not None and stated != value:
+            raise _Invalid(f"model_card.{key} {stated} does not match the folder's {key} {value}")
+
+
 def parse_manifest(root: Path, raw: Any) -> Manifest:
     """The one schema: `raw` (parsed JSON) -> Manifest, or ManifestError naming the first problem.
     Checks structure only; `load_manifest` also checks the files on disk."""
@@ -287,6 +303,7 @@ def _parse(root: Path, raw: Any) -> Manifest:
     _check_shapes(manifest)
     for key, kind in (("preset", str), ("opset", int), ("parity", dict), ("source", dict), ("engines", list)):
         _take(raw, key, "", kind, optional=True)
+    _model_card(raw, manifest)
     for i, engine in enumerate(raw.get("engines") or ()):
         if not isinstance(engine, dict):
             raise _Invalid(f"engines[{i}] must be an object, got {_kind(engine)}")

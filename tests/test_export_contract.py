@@ -128,10 +128,10 @@ def checkpoint_x8(tmp_path_factory) -> Path:
     import torch
 
     from clipsr.checkpoint import save_checkpoint
-    from clipsr.model import build_model
+    from clipsr.factory import create_model
 
     torch.manual_seed(8)
-    model = build_model("tiny", 8, **{"clip.pretrained": None})
+    model = create_model("tiny", scale=8, **{"clip.pretrained": None})
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "birds-x8.safetensors")
 
 

@@ -12,7 +12,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from clipsr.checkpoint import load_checkpoint
+from clipsr.factory import create_model
 from clipsr.metrics_logger import METRICS_FILE, MetricsLogger
 from clipsr.run_folder import MANIFEST, PENDING, RunFolderError, file_sha256, recover, save_step
 from clipsr.train_config import TrainConfig
@@ -229,7 +229,7 @@ def _flip(data: bytes) -> bytes:
 
 def test_load_checkpoint_checks_the_run_manifest(trained, tmp_path):
     run = shutil.copytree(trained, tmp_path / "run")
-    load_checkpoint(run / CHECKPOINT_FILE)
+    create_model(run / CHECKPOINT_FILE)
     (run / CHECKPOINT_FILE).write_bytes(_flip((run / CHECKPOINT_FILE).read_bytes()))
     with pytest.raises(ValueError, match=f"{CHECKPOINT_FILE} does not match its sha256"):
-        load_checkpoint(run / CHECKPOINT_FILE)
+        create_model(run / CHECKPOINT_FILE)

@@ -128,6 +128,11 @@ CASES = [
     ("generator.files", ["generator.onnx"], "generator.files must be an object, got a list"),
     ("text_encoder.outputs", [], "text_encoder.outputs must be an object, got a list"),
     ("source", "me", "source must be an object"),
+    # the optional model card
+    ("model_card", "CUB", "model_card must be an object, got a string"),
+    ("model_card", {"licence": 1}, "model_card.licence must be a string, got an integer"),
+    ("model_card", {"scale": 8}, "model_card.scale 8 does not match the folder's scale 4"),
+    ("model_card", {"lr_size": 64}, "model_card.lr_size 64 does not match the folder's lr_size 16"),
 ]
 
 
@@ -299,6 +304,14 @@ def test_cli_reports_a_malformed_folder_as_one_line(valid, tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(errors) == 1 and "tokenizer.vocab '/etc/passwd' is an absolute path" in errors[0]
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png") == ["in.png"]
+
+
+def test_a_model_card_loads_and_a_folder_without_one_still_does(valid):
+    folder, data = valid
+    assert "model_card" not in data
+    card = {"architecture": "clip-sr-reference", "licence": "unknown", "source": "their repository",
+            "scale": data["scale"], "lr_size": data["hr_size"] // data["scale"], "parameters": {"generator": 1}}
+    assert parse_manifest(folder, _set(data, "model_card", card)).scale == data["scale"]
 
 
 def test_a_format_1_folder_still_loads(tmp_path):

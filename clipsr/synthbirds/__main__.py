@@ -91,7 +91,7 @@ def clip_report(weights: Path = typer.Argument(..., **EXISTING_FILE), preset: st
     import torch
 
     from clipsr.clip import load_clip
-    from clipsr.config import get_config
+    from clipsr.factory import get_config
     from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
                                                text_probe)
 
@@ -134,11 +134,11 @@ def proof(checkpoint: Path = typer.Argument(..., **EXISTING_FILE), out: Path = t
           no_text: Path = typer.Option(None, help="checkpoint of the no-text variant (Table IV row)", **EXISTING_FILE),
           n: int = typer.Option(200, min=1, help="test birds"), batch_size: int = typer.Option(25, min=1)) -> None:
     """Table IV analogue, text-matters and editability numbers, and a figure, for a 16x checkpoint."""
-    from clipsr.checkpoint import load_checkpoint
+    from clipsr.factory import create_model
     from clipsr.synthbirds.proof import run_proof, to_markdown
 
-    full = load_checkpoint(checkpoint).eval()
-    variant = load_checkpoint(no_text).eval() if no_text else None
+    full = create_model(checkpoint).eval()
+    variant = create_model(no_text).eval() if no_text else None
     result = run_proof(full, out, no_text=variant, n=n, batch_size=batch_size)
     typer.echo(to_markdown(result))
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
@@ -148,10 +148,11 @@ def proof(checkpoint: Path = typer.Argument(..., **EXISTING_FILE), out: Path = t
 def fit_palette(checkpoint: Path = typer.Argument(..., **EXISTING_FILE), out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write"),
                 steps: int = typer.Option(1000, min=1, help="steps of all captions of 64 train birds each")) -> None:
     """Teach a trained checkpoint's text palette to read colours from captions alone (text only, no images)."""
-    from clipsr.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+    from clipsr.checkpoint import read_metadata, save_checkpoint
+    from clipsr.factory import create_model
     from clipsr.synthbirds.palette_text import fit_palette_text
 
-    model = load_checkpoint(checkpoint)
+    model = create_model(checkpoint)
     losses = fit_palette_text(model, steps=steps)
     step = read_metadata(checkpoint).get("step", "?")
     save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
