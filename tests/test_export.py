@@ -20,9 +20,8 @@ from typer.testing import CliRunner
 
 from clipsr.checkpoint import save_checkpoint
 from clipsr.factory import create_model
-from clipsr.factory import create_model
 from clipsr.model import CLIPSR
-from clipsr_export import fp16, onnx_export, parity, pipeline, tensorrt
+from clipsr_export import fp16, onnx_export, parity, pipeline
 from clipsr_export.cli import app
 from clipsr_export.manifest import sha256
 from clipsr_export.pipeline import ExportOptions, export_model
@@ -170,8 +169,8 @@ def test_engine_profiles_and_keys_differ_per_stage_and_gpu():
              ("c" * 64, "10.7.0", "NVIDIA H100", "fp16", runtime_trt.profile_shapes("generator", 1, 64, 512, 77))]
     keys = set()
     for case in cases:
-        key = tensorrt.engine_cache_key(*case)
-        assert tensorrt.engine_file_name("generator", key) == f"generator-{key[:32]}.engine"
+        key = runtime_trt.engine_cache_key(*case)
+        assert runtime_trt.engine_file_name("generator", key) == f"generator-{key[:32]}.engine"
         keys.add(key)
     assert len(keys) == len(cases)
 

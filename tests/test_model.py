@@ -7,7 +7,6 @@ import torch
 
 from clipsr.blocks import TextPalette, TIFBlock
 from clipsr.factory import get_config
-from clipsr.inference import super_resolve
 from clipsr.factory import create_model
 
 
