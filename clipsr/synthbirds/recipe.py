@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsr.existing_output import claim_output
-from clipsr.run_folder import MANIFEST
+from clipsr.run_folder import CHECKPOINT_FILE, MANIFEST
 
 CLIP_STEPS = 1500
 SR_STEPS = 1500
@@ -52,12 +52,12 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
         # part-choice loss 0.1: at 1 it takes capacity from the image far from any part (MODEL_CARD.md)
         Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr")) + sr
               + ("--data-opt", "part_labels=true", "--part-loss", "0.1"), out / "sr", resumable=True),
-        Stage("palette-text", synthbirds + ("fit-palette", str(out / "sr" / "checkpoint.safetensors"),
-                                            "-o", str(out / "demo.safetensors")), out / "demo.safetensors"),
+        Stage("fit-palette", synthbirds + ("fit-palette", str(out / "sr" / CHECKPOINT_FILE),
+                                           "-o", str(out / "demo.safetensors")), out / "demo.safetensors"),
         Stage("sr-no-text", train + ("--preset", "tiny", "--out", str(out / "sr_notext")) + sr
               + ("--set", "generator.use_text=false"), out / "sr_notext", resumable=True),
         Stage("proof", synthbirds + ("proof", str(out / "demo.safetensors"), "--no-text",
-                                     str(out / "sr_notext" / "checkpoint.safetensors"), "-o", str(out / "proof"))),
+                                     str(out / "sr_notext" / CHECKPOINT_FILE), "-o", str(out / "proof"))),
     ]
 
 
