@@ -25,7 +25,8 @@ def _renaming_modules(package: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("package, allowed", [("clipsr", set()), ("runtime", {"runtime/atomic.py"}),
+# clipsr/existing_output.py renames an earlier run aside (one rename in the same folder), a move, not a write
+@pytest.mark.parametrize("package, allowed", [("clipsr", {"clipsr/existing_output.py"}), ("runtime", {"runtime/atomic.py"}),
                                               ("export", set())])
 def test_one_atomic_write_helper_serves_every_package(package, allowed):
     assert _renaming_modules(package) == allowed

@@ -290,11 +290,11 @@ def test_convert_export_and_run_torch_free(imported, files, tmp_path, test_clip_
 def test_an_imported_checkpoint_fine_tunes_like_any_other(imported, tmp_path):
     from clipsr.checkpoint import save_checkpoint
     from clipsr.metrics_logger import METRICS_FILE
-    from clipsr.train_config import TrainConfig
+    from clipsr.train_config import SRConfig
     from clipsr.trainer import SRTrainer
 
     converted = save_checkpoint(imported, tmp_path / "cub-x4.safetensors")
-    cfg = TrainConfig(out=str(tmp_path / "run"), steps=1, ckpt_every=1, preset="cub-reference", scale=4,
+    cfg = SRConfig(out=str(tmp_path / "run"), steps=1, ckpt_every=1, preset="cub-reference", scale=4,
                       init=str(converted), dataset="synthbirds", batch_size=1, perceptual=None, log_every=1,
                       data_options={"count": 2})
     SRTrainer(cfg).train()
