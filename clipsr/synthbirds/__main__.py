@@ -146,32 +146,104 @@ def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", h
     typer.echo(f"palette colour L1 {losses['colour']:.3f}, named BCE {losses['named']:.4f}; wrote {out}")
 
 
+@app.command("warm-start")
+def warm_start_command(start: Path, out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write"),
+                       preset: str = typer.Option("tiny"), scale: int = typer.Option(16),
+                       set_: list[str] = typer.Option([], "--set", help="model override, e.g. generator.use_text=false")
+                       ) -> None:
+    """A new model of PRESET holding every weight of START whose name and shape match: an SR stage's --init
+    when the recipe continues from an earlier model (the rest keeps its fresh initialisation)."""
+    import torch
+
+    from clipsr.checkpoint import save_checkpoint
+    from clipsr.model import build_model
+    from clipsr.synthbirds.locator_stage import warm_start
+    from clipsr.train_config import parse_assignments
+
+    with _one_line_errors():
+        if not start.is_file():
+            raise FileNotFoundError(f"no checkpoint at {start}")
+        torch.manual_seed(0)
+        model = build_model(preset, scale, **parse_assignments(set_))
+        missing = warm_start(model, start)
+        save_checkpoint(model, out, warm_start=str(start))
+    typer.echo(f"{len(missing)} weights not in {start}: " + ", ".join(sorted({m.rsplit('.', 2)[0] for m in missing}))
+               + f"; wrote {out}")
+
+
+@app.command()
+def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write (the SR stage's --init)"),
+            clip: Path = typer.Option(None, help="CLIP weights of the CLIP stage (a model of preset synthbirds)"),
+            start: Path = typer.Option(None, help="start from this checkpoint's weights, all whose name and shape "
+                                                  "match (its CLIP included) instead of a new model"),
+            birds: int = typer.Option(6000, help="train birds rendered once into the cache"),
+            steps: int = typer.Option(2500, help="steps of 32 cached birds"),
+            cache: Path = typer.Option(None, help="where the rendered birds are kept (default: beside --out)")) -> None:
+    """Train a generator's part locator on part masks, from a cache of rendered birds (the SR stage freezes it)."""
+    import dataclasses
+
+    import torch
+
+    from clipsr.checkpoint import read_config, save_checkpoint
+    from clipsr.model import CLIPSR, build_model
+    from clipsr.synthbirds.locator_stage import load_or_render_cache, locator_iou, train_locator, warm_start
+
+    with _one_line_errors():
+        if (clip is None) == (start is None):
+            raise ValueError("give exactly one of --clip (a new model) or --start (a checkpoint to start from)")
+        if steps < 1 or birds < 1:
+            raise ValueError("--steps and --birds must be at least 1")
+        torch.manual_seed(0)
+        if start is not None:
+            config = read_config(start)
+            model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
+            model.config = config
+            missing = warm_start(model, start)
+            typer.echo(f"from {start}: all weights but {len(missing)} ({', '.join(sorted({m.rsplit('.', 2)[0] for m in missing}))})")
+        else:
+            if not clip.is_file():
+                raise FileNotFoundError(f"no CLIP weights at {clip}")
+            model = build_model("synthbirds", 16, **{"clip.pretrained": str(clip)})
+        if model.generator.locator is None:
+            raise ValueError("this model has no text palette, so no part locator to train")
+        cache_dir = cache or out.parent
+        train = load_or_render_cache(cache_dir / "locator_train.safetensors", "train", birds)
+        val = load_or_render_cache(cache_dir / "locator_val.safetensors", "val", 200)
+        loss = train_locator(model.generator.locator, train, steps)
+        iou = locator_iou(model.generator.locator, val)
+        save_checkpoint(model, out, locator_steps=str(steps), locator_birds=str(birds))
+    typer.echo(f"locator CE {loss:.4f}; val IoU " + ", ".join(f"{p} {v:.2f}" for p, v in iou.items()) + f"; wrote {out}")
+
+
 @app.command()
 def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder of every stage's output"),
            device: str = typer.Option("cpu", help="cpu or cuda"),
            workers: int = typer.Option(-1, help="data-loading workers (-1: 0 on CPU, 4 on CUDA; on a GPU give "
                                                 "most CPU cores: rendering birds bounds the step rate)"),
-           only: list[str] = typer.Option([], help="run only these stages (clip, clip-report, sr, palette-text, sr-no-text, "
-                                                     "proof)"),
+           only: list[str] = typer.Option([], help="run only these stages (clip, clip-report, locator, sr, palette-text, sr-no-text-start, "
+                                                     "sr-no-text, proof)"),
            clip_steps: int = typer.Option(1500), sr_steps: int = typer.Option(1500),
+           start: Path = typer.Option(None, help="start the locator and SR stages' model from this checkpoint's "
+                                                 "weights (e.g. the previous demo) instead of a new one"),
            dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing")) -> None:
-    """Train the built-in demo from nothing: CLIP stage, its report, SR stage, the palette's text reader fitted
-    on captions, no-text variant, proof. Stages
+    """Train the built-in demo from nothing: CLIP stage, its report, the part locator, SR stage, the palette's
+    text reader fitted on captions, no-text variant, proof. Stages
     already done are skipped and an interrupted SR stage resumes, so the recipe can run in parts."""
     from clipsr.synthbirds.recipe import command, run_recipe, stages
 
     with _one_line_errors():
         if device not in ("cpu", "cuda"):
             raise ValueError(f"--device must be cpu or cuda, got {device!r}")
-        known = [stage.name for stage in stages(out)]
+        known = [stage.name for stage in stages(out, start=start)]
         unknown = [name for name in only if name not in known]
         if unknown:
             raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(known)}")
         if dry_run:
-            for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps):
+            for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps, start=start):
                 typer.echo(f"[{stage.name}] {' '.join(command(stage, out))}")
             return
-        run_recipe(out, device, workers, tuple(only), echo=typer.echo, clip_steps=clip_steps, sr_steps=sr_steps)
+        run_recipe(out, device, workers, tuple(only), echo=typer.echo, clip_steps=clip_steps, sr_steps=sr_steps,
+                   start=start)
     typer.echo(f"recipe done: {out}")
 
 
