@@ -39,6 +39,12 @@ class PartLocator(nn.Module):
         self.up = nn.Sequential(*(layer for _ in range(UPSCALE.bit_length() - 1) for layer in (
             nn.Conv2d(width, width * 4, 3, padding=1), nn.PixelShuffle(2), nn.LeakyReLU(0.2))))
         self.out = nn.Conv2d(width, parts + 1, 3, padding=1)
+        for conv in self.modules():  # He init for LeakyReLU(0.2): PyTorch's default fades the signal ~0.4x a conv
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.zeros_(conv.bias)
+        for block in self.blocks:  # residual branches start small, so the stack starts near its stem
+            block.body[-1].weight.data.mul_(0.1)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         x = torch.cat([lr, self.coords.expand(lr.shape[0], -1, -1, -1)], dim=1)

@@ -26,7 +26,9 @@ def test_the_cache_holds_each_birds_lr_and_its_part_labels_at_4x_the_lr(tmp_path
     path = tmp_path / "cache.safetensors"
     first = load_or_render_cache(path, "val", 3)
     path.write_bytes(path.read_bytes())  # the stored cache is read back, not rendered again
-    np.testing.assert_array_equal(load_or_render_cache(path, "val", 3)["labels"], first["labels"])
+    again = load_or_render_cache(path, "val", 3)
+    np.testing.assert_array_equal(again["labels"], first["labels"])
+    np.testing.assert_array_equal(again["lr"], cache["lr"])
     assert len(load_or_render_cache(path, "val", 4)["lr"]) == 4, "another bird count renders anew"
 
 
@@ -70,3 +72,17 @@ def test_cli_trains_the_locator_of_a_checkpoint_and_refuses_bad_arguments(tmp_pa
     assert both.exit_code == 2 and "exactly one of --clip" in both.output
     missing = CliRunner().invoke(app, ["locator", "-o", str(out), "--clip", str(tmp_path / "none.safetensors")])
     assert missing.exit_code != 0 and "no CLIP weights" in missing.output
+
+
+def test_cli_warm_start_builds_another_preset_around_a_checkpoints_weights(tmp_path):
+    torch.manual_seed(0)
+    start = save_checkpoint(build_model("synthbirds", 16), tmp_path / "start.safetensors")
+    out = tmp_path / "notext.safetensors"
+    result = CliRunner().invoke(app, ["warm-start", str(start), "-o", str(out), "--preset", "tiny",
+                                      "--set", "generator.use_text=false"])
+    assert result.exit_code == 0 and "0 weights not in" in result.output, result.output
+    model = load_checkpoint(out)
+    assert model.generator.palette is None and not model.config.generator.use_text
+    torch.testing.assert_close(model.generator.refine[0].conv1.weight, load_checkpoint(start).generator.refine[0].conv1.weight)
+    missing = CliRunner().invoke(app, ["warm-start", str(tmp_path / "none.safetensors"), "-o", str(out)])
+    assert missing.exit_code != 0 and "no checkpoint at" in missing.output

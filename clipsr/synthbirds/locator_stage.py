@@ -33,7 +33,8 @@ def render_cache(split: str, count: int, scale: int = 16, progress: bool = True)
         lr = np.clip(bicubic_downsample(hr.astype(np.float32) / 255.0, scale), 0.0, 1.0)
         lrs.append(lr.transpose(2, 0, 1) * 2.0 - 1.0)
         labels.append(part_label_map(masks)[step // 2::step, step // 2::step].astype(np.uint8))
-    return {"lr": np.stack(lrs).astype(np.float32), "labels": np.stack(labels)}
+    # C order: safetensors writes the raw buffer, and a stack of transposed views keeps their strides
+    return {"lr": np.ascontiguousarray(np.stack(lrs), dtype=np.float32), "labels": np.stack(labels)}
 
 
 def load_or_render_cache(path: Path, split: str, count: int, scale: int = 16) -> dict[str, np.ndarray]:
