@@ -32,9 +32,14 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 @app.command()
 def main(
-    preset: Optional[str] = typer.Option(None, help="tiny | paper-b32 for the latency rows (default: paper-b32; "
-                                                    "--quick: tiny). paper-b32's parameters are always counted."),
-    scale: int = typer.Option(16, help="4 | 8 | 16 (LR 64/32/16 px -> 256 px)."),
+    preset: Optional[str] = typer.Option(None, help="tiny | paper-b32 | cub-reference for the latency rows "
+                                                    "(default: paper-b32; --quick: tiny). paper-b32's parameters "
+                                                    "are always counted."),
+    scale: Optional[int] = typer.Option(None, help="4 | 8 | 16 (LR 64/32/16 px -> 256 px; default 16, "
+                                                   "--reference: 4)."),
+    reference: bool = typer.Option(False, "--reference", help="The authors' released generator (preset "
+                                                              "cub-reference, 4x, random weights): its parameter "
+                                                              "counts (live / dead / CLIP text / total) and latency."),
     backends: str = typer.Option(ALL, help="Comma list; those that cannot run here are reported with the reason."),
     batch: Optional[str] = typer.Option(None, help="Comma list of batch sizes (default 1,8; --quick: 1,4)."),
     runs: Optional[int] = typer.Option(None, help="Timed calls per measurement (default 20; --quick: 5)."),
@@ -55,10 +60,16 @@ def main(
     from clipsr_bench.suite import Settings, run_suite
     from clipsr_bench.targets import parse_backends
 
+    from clipsr.factory import REFERENCE_PRESET as REFERENCE
+
     defaults = QUICK if quick else FULL
+    if reference and preset not in (None, REFERENCE):
+        _err.print(f"error: --reference is preset {REFERENCE}, not {preset}", markup=False)
+        raise typer.Exit(2)
     try:
         settings = Settings(
-            preset=preset or defaults["preset"], scale=scale, backends=tuple(parse_backends(backends)),
+            preset=REFERENCE if reference else preset or defaults["preset"], scale=scale or (4 if reference else 16),
+            backends=tuple(parse_backends(backends)),
             batches=_sizes(batch or defaults["batch"]), runs=defaults["runs"] if runs is None else runs,
             warmup=defaults["warmup"] if warmup is None else warmup, threads=threads or torch.get_num_threads(),
             cpu_only=quick, processes=processes, ort_sweep=not quick if ort_sweep is None else ort_sweep,

@@ -3,7 +3,6 @@ unpickled; the file is written to a temporary name and renamed, so a crash leave
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,16 +10,17 @@ import safetensors
 import safetensors.torch
 import torch
 
-from .atomic import atomic_write
-from .config import ModelConfig
+from clipsr_runtime.atomic import atomic_write
+
+from .config import ModelConfig, check_scale
 from .model import CLIPSR
-from .run_folder import verify_listed
 
 FORMAT = "clipsr-checkpoint"
 # The built-in demo model, trained on SynthBirds (clipsr/demo/MODEL_CARD.md); `clipsr-export` uses it
 # when given no checkpoint.
 DEMO_CHECKPOINT = Path(__file__).parent / "demo" / "synthbirds-tiny-x16.safetensors"
 VERSION = "1"
+MODEL_CARD = "model_card"  # metadata key: where the weights came from (JSON), when known
 
 
 class CheckpointError(ValueError):
@@ -33,6 +33,8 @@ def save_checkpoint(model: CLIPSR, path: str | Path, *, dtype: torch.dtype | Non
     if dtype is not None:
         model = copy.deepcopy(model).to(dtype)
     meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_json(), **metadata}
+    if model.card is not None:
+        meta[MODEL_CARD] = json.dumps(model.card, sort_keys=True)
     return atomic_write(path, lambda tmp: safetensors.torch.save_model(model, str(tmp), metadata=meta))
 
 
@@ -47,30 +49,30 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"checkpoint {path} is damaged or not a safetensors file ({err})") from err
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a clipsr checkpoint (no '{FORMAT}' metadata)")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} is a clipsr checkpoint of format version {meta.get('version')!r}; this "
+                              f"clipsr reads version {VERSION}")
     return meta
 
 
 def read_config(path: str | Path) -> ModelConfig:
+    """The model config a checkpoint records, checked as far as building a model from it relies on."""
+    meta = read_metadata(path)
     try:
-        return ModelConfig.from_dict(json.loads(read_metadata(path)["config"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: the model config in its metadata is unreadable ({err})") from err
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+        check_scale(config.generator.scale)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the model config in its metadata is unusable ({err})") from err
+    return config
 
 
-def load_checkpoint(path: str | Path, *, preset: str | None = None, scale: int | None = None,
-                    map_location: str | torch.device = "cpu") -> CLIPSR:
-    """Rebuild the model from the checkpoint's own config (CLIP weights included, nothing fetched); in a
-    run folder, the file must match the digest its manifest records."""
-    verify_listed(Path(path))
-    config = read_config(path)
-    if preset is not None and preset != config.preset:
-        raise CheckpointError(f"{path} holds preset {config.preset!r}, not {preset!r}")
-    if scale is not None and scale != config.generator.scale:
-        raise CheckpointError(f"{path} holds a {config.generator.scale}x model, not {scale}x")
-    # The checkpoint carries the frozen CLIP too: build it empty instead of fetching the weights.
-    model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
-    model.config = config
-    return load_weights(model, path, map_location)
+def read_card(path: str | Path) -> dict | None:
+    """The model card a checkpoint carries (an imported model's origin), or None."""
+    card = read_metadata(path).get(MODEL_CARD)
+    try:
+        return None if card is None else json.loads(card)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: the model card in its metadata is unreadable ({err})") from err
 
 
 def load_weights(model: CLIPSR, path: str | Path, map_location: str | torch.device = "cpu") -> CLIPSR:

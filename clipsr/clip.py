@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import socket
 from pathlib import Path
 
@@ -90,6 +91,12 @@ def _online(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
 
 
 def _missing_weights_message(config: CLIPConfig, err: Exception) -> str:
+    if Path(config.pretrained).is_file():
+        why = ("its pickle needs more than weights" if isinstance(err, pickle.UnpicklingError)
+               else (str(err).strip().splitlines() or [type(err).__name__])[0])
+        return (f"cannot read CLIP weights {config.pretrained} for {config.arch} ({why[:300]}): expected an "
+                f"OpenAI or open_clip state dict (.pt, read with weights_only=True, nothing else unpickled) or a "
+                f".safetensors file; OpenAI's TorchScript download is not read: pass the open_clip tag 'openai'")
     return (f"cannot load CLIP weights {config.pretrained!r} for {config.arch} ({type(err).__name__}): "
             f"download them where there is a network (python -c \"import open_clip; "
             f"open_clip.create_model('{config.arch}', pretrained='{config.pretrained}')\" fills the "

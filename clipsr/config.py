@@ -1,6 +1,6 @@
-"""Model configuration: small frozen dataclasses and the named presets built from them.
-
-Presets are data (as in open_clip's model configs): every variant is the same code with other numbers.
+"""Model configuration: small frozen dataclasses. The named presets are data files in `model_configs/`,
+read by `clipsr.factory` (as open_clip's model configs): every variant is the same code with other
+numbers, and a field a preset leaves out keeps its default here, which is the paper's.
 The CLIP architecture itself is an open_clip model config name (`ViT-B-32`, or our `clipsr-tiny` in
 `clip_configs/`), so open_clip stays the one place that knows how to build a CLIP.
 """
@@ -15,6 +15,9 @@ from typing import Any
 SCALES = (4, 8, 16)
 HR_SIZE = 256
 FEATURE_SIZE = 8  # the encoder always ends at 8x8; the CLIP-ViT branch maps 8x8 to CLIP's 7x7 grid
+# "clipsr": our generator (clipsr.generator); "reference": the authors' released generator as their code
+# computes it (clipsr.reference), so their checkpoint can be imported
+ARCHITECTURES = ("clipsr", "reference")
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,14 @@ class DiscriminatorConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     preset: str = "paper-b32"
+    architecture: str = "clipsr"
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,40 +120,11 @@ class ModelConfig:
 
         return cls(
             preset=data.get("preset", "custom"),
+            architecture=data.get("architecture", "clipsr"),
             clip=build(CLIPConfig, data.get("clip", {})),
             generator=build(GeneratorConfig, data.get("generator", {})),
             discriminator=build(DiscriminatorConfig, data.get("discriminator", {})),
         )
-
-
-PRESETS: dict[str, ModelConfig] = {
-    "paper-b32": ModelConfig(),
-    "tiny": ModelConfig(
-        preset="tiny",
-        clip=CLIPConfig(arch="clipsr-tiny", pretrained=None, quick_gelu=False),
-        generator=GeneratorConfig(
-            lr_res_width=32, enc_width=64, refine_channels=(64, 64, 64, 32), mapper_width=16,
-            n_prompts=3, prompt_heads=2, up_width=16, global_skip="bicubic", text_norm="batch", up_text=True,
-            text_reweight="none", text_mapper=256,
-        ),
-        discriminator=DiscriminatorConfig(taps=(1, 2, 3), out_width=64, head_width=32),
-    ),
-}
-# The built-in demo: tiny, with the text palette for SynthBirds' four described parts and a clamp on the
-# standardised text for phrasings far from any seen in training
-PRESETS["synthbirds"] = dataclasses.replace(
-    PRESETS["tiny"], preset="synthbirds",
-    generator=dataclasses.replace(PRESETS["tiny"].generator, text_palette=4, text_clamp=4.0))
-
-
-def get_config(preset: str, scale: int = 16, **overrides: Any) -> ModelConfig:
-    """A preset at a scale, with overrides given as `section.field=value` or plain generator fields."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    check_scale(scale)
-    config = PRESETS[preset]
-    config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, scale=scale))
-    return apply_overrides(config, overrides)
 
 
 def apply_overrides(config: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:

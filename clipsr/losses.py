@@ -135,6 +135,9 @@ def palette_losses(output, labels: torch.Tensor, colours: torch.Tensor, named: t
     if output.choice is None:
         raise ValueError("part labels need a text palette: set generator.text_palette "
                          "(e.g. --set generator.text_palette=4)")
+    if colours.shape[1] != output.colours.shape[1]:
+        raise ValueError(f"the dataset describes {colours.shape[1]} parts, the model's text palette has "
+                         f"{output.colours.shape[1]} (generator.text_palette)")
     if int(labels.max()) >= output.choice.shape[1]:
         raise ValueError(f"part labels go up to {int(labels.max())}, the palette has {output.choice.shape[1] - 1} parts")
     ce = F.cross_entropy(output.choice.float(), labels, reduction="none")

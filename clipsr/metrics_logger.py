@@ -6,7 +6,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from .atomic import atomic_write
+from clipsr_runtime.atomic import atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 

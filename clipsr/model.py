@@ -1,19 +1,22 @@
-"""The CLIP-SR model as one module, built from a ModelConfig by `build_model`.
+"""The CLIP-SR model as one module, built from a ModelConfig (`clipsr.factory.create_model` is the one
+way to get one: preset, checkpoint or the authors' checkpoint).
 
 The frozen CLIP is loaded once and shared: its text tower encodes captions, its visual tower serves both
-the generator's CLIP-ViT branch and the discriminator."""
+the generator's CLIP-ViT branch and the discriminator. The generator is ours or, for the architecture
+"reference", the authors' released one (`clipsr.reference`)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import open_clip
 import torch
 from torch import nn
 
 from .clip import CLIPText, CLIPVisual, load_clip
-from .config import ModelConfig, get_config
+from .config import ModelConfig
 from .discriminator import Discriminator
 from .generator import Generator
+from .reference.generator import ReferenceGenerator
 
 
 class CLIPSR(nn.Module):
@@ -24,9 +27,15 @@ class CLIPSR(nn.Module):
         self.text_encoder = CLIPText(clip)
         self.clip_visual = CLIPVisual(clip)
         text_dim = self.text_encoder.embed_dim
-        self.generator = Generator(config.generator, self.clip_visual, text_dim)
+        if config.architecture == "reference":
+            self.generator = ReferenceGenerator(config.generator, text_dim)
+        else:
+            self.generator = Generator(config.generator, self.clip_visual, text_dim)
         self.discriminator = Discriminator(config.discriminator, self.clip_visual, text_dim)
         self.tokenizer = open_clip.get_tokenizer(config.clip.arch)
+        # Where the weights came from, for a model folder's model card (an imported checkpoint sets it;
+        # checkpoints carry it along)
+        self.card: dict[str, Any] | None = None
 
     @property
     def scale(self) -> int:
@@ -47,7 +56,3 @@ class CLIPSR(nn.Module):
         """Parameters of "generator" or "discriminator" that train (the shared CLIP is frozen)."""
         return [p for p in getattr(self, part).parameters() if p.requires_grad]
 
-
-def build_model(preset: str = "tiny", scale: int = 16, **overrides) -> CLIPSR:
-    """A model from a preset name, a scale and `section.field=value` overrides."""
-    return CLIPSR(get_config(preset, scale, **overrides))

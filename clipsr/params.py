@@ -6,9 +6,13 @@ CLIP models (the text encoder's, the discriminator's and a spare). CLIP ViT-B/32
 4.5 times. We report that sum to show the reproduction, and the unique counts beside it."""
 from __future__ import annotations
 
+import json
+import math
+
 from torch import nn
 
 from .model import CLIPSR
+from .reference.importer import DEAD_PREFIXES, NETG_KEYS
 
 PAPER_EXTRA_CLIP_COPIES = 3
 
@@ -58,3 +62,16 @@ def _generator_parts(model: CLIPSR) -> dict[str, nn.Module]:
         parts.update(mapper=g.branch.mapper, prompt_predictor=g.branch.prompts,
                      branch_convs=nn.ModuleList([g.branch.to_tokens, g.branch.from_tokens]))
     return parts
+
+
+def reference_report(model: CLIPSR) -> dict:
+    """The authors' released generator (architecture "reference"): what runs (`generator_live`), what
+    their checkpoint's netG also holds but never reaches the output (`checkpoint_dead`: the mapping path
+    with its copy of the CLIP visual tower, TBlocks, fc_code, G-blocks 5-6, to_rgb; counted from the
+    key/shape list derived from their code), the CLIP text tower, what a deployment carries
+    (`deploy`: live + text) and the sum of all three (`total`)."""
+    keys = json.loads(NETG_KEYS.read_text(encoding="utf-8"))["keys"]
+    dead = sum(math.prod(shape) for key, shape in keys.items() if key.startswith(DEAD_PREFIXES))
+    live, text = count(model.generator), count(model.text_encoder)
+    return {"generator_live": live, "checkpoint_dead": dead, "clip_text": text, "deploy": live + text,
+            "total": live + dead + text}

@@ -14,9 +14,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from clipsr_runtime.atomic import atomic_write, move_into_place
 from clipsr_runtime.manifest import file_sha256
-
-from .atomic import atomic_write, move_into_place
 
 MANIFEST = "run_manifest.json"
 PENDING = ".pending"
@@ -38,7 +37,7 @@ def save_step(out: Path, step: int, writers: dict[str, Callable[[Path], object]]
         _fsync(pending / name)
         files[name] = file_sha256(pending / name)
     manifest = json.dumps({"format": FORMAT, "step": step, "files": files}, indent=2) + "\n"
-    atomic_write(pending / MANIFEST, lambda tmp: _write_synced(tmp, manifest))
+    atomic_write(pending / MANIFEST, lambda tmp: tmp.write_text(manifest), durable=True)
     _finish_pending(out)
 
 
@@ -50,7 +49,7 @@ def recover(out: Path) -> int:
         _finish_pending(out)
     else:
         shutil.rmtree(pending, ignore_errors=True)
-    for leftover in out.glob(".*.tmp*"):
+    for leftover in out.glob(".*.part"):  # atomic_write's temporary files
         if leftover.is_file():
             leftover.unlink()
     manifest_path = out / MANIFEST
@@ -111,8 +110,3 @@ def _fsync(path: Path) -> None:
     """Flushed to disk before the manifest that vouches for it is written."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
-
-
-def _write_synced(path: Path, text: str) -> None:
-    path.write_text(text)
-    _fsync(path)

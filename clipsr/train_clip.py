@@ -20,10 +20,11 @@ from open_clip.loss import ClipLoss
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from clipsr_runtime.atomic import atomic_write
+
 from . import distributed
-from .atomic import atomic_write
 from .clip import clip_preprocess
-from .config import get_config
+from .factory import get_config
 from .datasets import build_dataset
 from .metrics_logger import MetricsLogger
 from .sampling import SeededItems, StepBatchSampler

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write
+from clipsr_runtime.atomic import atomic_write
 
 CONFIG_FILE = "train_config.json"
 

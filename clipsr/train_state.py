@@ -10,7 +10,8 @@ import safetensors
 import safetensors.torch
 import torch
 
-from .atomic import atomic_write
+from clipsr_runtime.atomic import atomic_write
+
 from .checkpoint import CheckpointError
 
 STATE_FILE = "train_state.safetensors"

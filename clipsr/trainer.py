@@ -17,13 +17,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from clipsr_runtime.atomic import atomic_write
+
 from . import distributed
-from .atomic import atomic_write
-from .checkpoint import load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import load_weights, save_checkpoint
 from .datasets import build_dataset
+from .factory import create_model
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses, weighted_l1
 from .metrics_logger import MetricsLogger, truncate_metrics
-from .model import CLIPSR, build_model
+from .model import CLIPSR
 from .run_folder import RunFolderError, recover, save_step
 from .sampling import SeededItems, StepBatchSampler
 from .train_config import TrainConfig
@@ -42,15 +44,6 @@ def collate(items: list[dict]) -> dict:
         stackable = all(isinstance(v, torch.Tensor) and v.shape == values[0].shape for v in values)
         batch[key] = torch.stack(values) if stackable else values
     return batch
-
-
-def initial_model(cfg: TrainConfig) -> CLIPSR:
-    """The preset's model, or with `init` a checkpoint's own model and weights: fine-tuning starts there."""
-    if cfg.init is None:
-        return build_model(cfg.preset, cfg.scale, **cfg.model)
-    if cfg.model:
-        raise ValueError(f"--init takes the model config from {cfg.init}; --set {sorted(cfg.model)} does not apply")
-    return load_checkpoint(cfg.init, preset=cfg.preset, scale=cfg.scale)
 
 
 class Rendering(torch.nn.Module):
@@ -72,7 +65,9 @@ class SRTrainer:
         self.dist = distributed.setup(self.device)
         self.out = Path(cfg.out)
         torch.manual_seed(cfg.seed)
-        self.model: CLIPSR = initial_model(cfg).to(self.device)
+        # The preset's model, or with `init` a checkpoint's own model and weights: fine-tuning starts there.
+        self.model: CLIPSR = create_model(cfg.init or cfg.preset, scale=cfg.scale, preset=cfg.preset,
+                                          **cfg.model).to(self.device)
         m = self.model
         self.use_d = cfg.lambda_adv > 0
         self.opt_g = torch.optim.Adam(m.trainable_parameters("generator"), lr=cfg.lr_g, betas=cfg.betas)

@@ -49,7 +49,8 @@ def graph_io(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str,
 def build_manifest(folder: Path, *, name: str, preset: str, scale: int, hr_size: int, opset: int,
                    tokenizer: dict[str, Any], stage_files: dict[str, dict[str, str]],
                    parity: dict[str, dict[str, float]], source: dict[str, Any],
-                   engines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   engines: list[dict[str, Any]] | None = None,
+                   model_card: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of the files now in `folder`; `stage_files` is stage -> precision -> file name.
     Checked against the runtime's schema before it is returned, so export cannot write a folder the
     runtime refuses."""
@@ -66,6 +67,8 @@ def build_manifest(folder: Path, *, name: str, preset: str, scale: int, hr_size:
     manifest["source"] = source
     if engines:
         manifest["engines"] = engines
+    if model_card:
+        manifest["model_card"] = model_card
     contract.parse_manifest(folder, manifest)
     return manifest
 

@@ -15,9 +15,10 @@ from typing import Any
 import open_clip
 import torch
 
-from clipsr.checkpoint import DEMO_CHECKPOINT, load_checkpoint
+from clipsr.checkpoint import DEMO_CHECKPOINT
 from clipsr.config import HR_SIZE, check_scale
-from clipsr.model import CLIPSR, build_model
+from clipsr.factory import create_model
+from clipsr.model import CLIPSR
 from clipsr.trainer import CHECKPOINT_FILE
 from clipsr_export import fp16, onnx_export, parity, quantize, tensorrt
 from clipsr_export.manifest import build_manifest, sha256, write_manifest
@@ -94,19 +95,21 @@ def demo_checkpoint(scale: int) -> Path:
 
 
 def load_model(checkpoint: str | Path | None, preset: str | None, scale: int | None,
-               random: bool) -> tuple[CLIPSR, str]:
-    """The model to export and a description of its source for the manifest.
+               random: bool, clip_weights: str | None = None) -> tuple[CLIPSR, str]:
+    """Which model to export, built by the factory, and a description of its source for the manifest.
 
-    A checkpoint carries its own scale: `scale`, when given, is only checked against it. Without a
-    checkpoint, the built-in demo of `scale` (default 16x); `random` builds an untrained model of
-    `preset` at `scale` (benchmarks and tests only; CLIP weights random too, nothing is downloaded)."""
+    A checkpoint (clipsr's, or the authors' with `clip_weights`) carries its own scale: `scale`, when
+    given, is only checked against it. Without a checkpoint, the built-in demo of `scale` (default 16x);
+    `random` builds an untrained model of `preset` at `scale` (benchmarks and tests only; CLIP weights
+    random too, nothing is downloaded)."""
     if random:
         if checkpoint is not None:
             raise ValueError("--random and --checkpoint exclude each other")
         torch.manual_seed(0)
-        return build_model(preset or "tiny", scale or DEFAULT_SCALE, **{"clip.pretrained": None}).eval(), "random"
+        return create_model(preset or "tiny", scale=scale or DEFAULT_SCALE,
+                            **{"clip.pretrained": clip_weights}).eval(), "random"
     path = Path(checkpoint) if checkpoint is not None else demo_checkpoint(scale or DEFAULT_SCALE)
-    return load_checkpoint(path, preset=preset, scale=scale).eval(), str(path)
+    return create_model(path, scale=scale, preset=preset, clip_weights=clip_weights).eval(), str(path)
 
 
 def _source(source: str) -> dict[str, str]:
@@ -242,23 +245,23 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                 folder, name=options.name or _model_name(model, source), preset=cfg.preset,
                 scale=cfg.generator.scale, hr_size=HR_SIZE, opset=options.opset,
                 tokenizer=tokenizer, stage_files=files, parity=figures,
-                source={**_source(source), **_versions(), "exporter": exporter}, engines=engines)
+                source={**_source(source), **_versions(), "exporter": exporter}, engines=engines,
+                model_card=model.card)
             write_manifest(folder, manifest)
     return ExportResult(Path(out), manifest, step.seconds)
 
 
 def _build_engines(model: CLIPSR, folder: Path, files: dict[str, dict[str, str]], precision: str,
                    batch_max: int, trt_version: str, gpu: str) -> list[dict[str, Any]]:
-    """Both stages' engines at one precision, named by the runtime's cache key."""
+    """Both stages' engines at one precision, built and named as the runtime's engine cache does."""
     built = []
-    timing_cache = tensorrt.default_timing_cache(trt_version, gpu)
     for stage in contract.STAGES:
         onnx_path = folder / files[stage][precision]
         shapes = runtime_trt.profile_shapes(stage, batch_max, model.config.generator.lr_size,
                                             model.text_encoder.embed_dim, model.text_encoder.context_length)
-        key = tensorrt.engine_cache_key(sha256(onnx_path), trt_version, gpu, precision, shapes)
-        name = f"{contract.ENGINES}/{tensorrt.engine_file_name(stage, key)}"
-        tensorrt.build_engine(onnx_path, folder / name, shapes, timing_cache)
-        built.append({"stage": stage, "precision": precision, "file": name, "key": key, "tensorrt": trt_version,
-                      "gpu": gpu, "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}})
+        engine, key = runtime_trt.cached_engine(folder / contract.ENGINES, stage, onnx_path, sha256(onnx_path),
+                                                precision, shapes, trt_version, gpu)
+        built.append({"stage": stage, "precision": precision, "file": f"{contract.ENGINES}/{engine.path.name}",
+                      "key": key, "tensorrt": trt_version, "gpu": gpu,
+                      "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}})
     return built

@@ -1,19 +1,13 @@
 """TensorRT engines for a model folder, built at export time so the runtime's first run is instant.
 
-Everything an engine's identity depends on is the runtime's: its builder (`TrtEngine.build`: strongly
-typed, so the precision comes from the ONNX file), its cache key and file name (`engine_cache_key`,
-docs/model-folder.md), its optimisation-profile shapes (`profile_shapes`) and its GPU name (`gpu_name`,
-from cuda-python as at run time), so the runtime finds these engines instead of rebuilding them.
-A timing cache file speeds up rebuilds of the same layers (per TensorRT version and GPU).
+Everything an engine's identity depends on is the runtime's: `cached_engine` (its builder, its cache key
+and file name, docs/model-folder.md, and the per-user timing cache), the optimisation-profile shapes
+(`profile_shapes`) and the GPU name (`gpu_name`, from cuda-python as at run time), so the runtime finds
+these engines instead of rebuilding them. This module only checks, before any work, that they can be built.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
-
 from clipsr_runtime.backends import tensorrt as runtime_trt
-from clipsr_runtime.backends.tensorrt import TrtEngine, engine_cache_key, engine_file_name  # noqa: F401
 
 
 class TensorRTUnavailableError(RuntimeError):
@@ -28,18 +22,3 @@ def require_tensorrt() -> tuple[str, str]:
     import tensorrt as trt
 
     return trt.__version__, runtime_trt.gpu_name()
-
-
-def default_timing_cache(trt_version: str, gpu: str) -> Path:
-    """Per-user timing cache, shared by every export on this TensorRT version and GPU."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    tag = hashlib.sha256(f"{trt_version}|{gpu}".encode()).hexdigest()[:16]
-    return base / "clipsr" / "tensorrt" / f"timing-{tag}.cache"
-
-
-def build_engine(onnx_path: str | Path, engine_path: str | Path, shapes: runtime_trt.Shapes,
-                 timing_cache: str | Path) -> Path:
-    """Build and serialise an engine with the runtime's own builder; updates the timing cache."""
-    with TrtEngine(Path(engine_path)) as engine:
-        engine.build(Path(onnx_path), shapes, timing_cache=Path(timing_cache))
-    return Path(engine_path)

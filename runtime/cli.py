@@ -117,7 +117,7 @@ def run(
 
 def _check_choices(opts: RunOptions) -> str | None:
     """Choices and the prompt, before any file is read; returns the normalised --ext."""
-    from clipsr_runtime.backends import BACKENDS
+    from clipsr_runtime.backends import BACKENDS, check_threads
     from clipsr_runtime.manifest import PRECISIONS
     from clipsr_runtime.tiling import FITS
 
@@ -138,8 +138,7 @@ def _check_choices(opts: RunOptions) -> str | None:
         if local:
             raise OptionError(f"{', '.join(local)} cannot apply with --server: the server's repository decides "
                               "model, backend and precision")
-        if opts.threads is not None and opts.threads < 1:
-            raise OptionError(f"--threads (files in flight with --server) must be >= 1, got {opts.threads}")
+    check_threads(opts.threads, "--threads")  # CPU threads, or files in flight with --server
     return ext
 
 
@@ -250,6 +249,7 @@ def _each(work: Callable[[_T], _R], items: Iterable[_T], in_flight: int) -> Iter
 def _run(opts: RunOptions) -> int:
     """Does the work; returns the number of failed images."""
     ext = _check_choices(opts)
+    from clipsr_runtime.atomic import remove_stale_parts
     from clipsr_runtime.jobs import plan_jobs
     from clipsr_runtime.prompt_files import load_prompts
 
@@ -257,43 +257,46 @@ def _run(opts: RunOptions) -> int:
     engine = _remote(opts) if opts.server is not None else _local(opts)
     suffix = f"_x{engine.scale}" if opts.suffix is None else opts.suffix
     jobs, skipped = plan_jobs(opts.input, opts.output, suffix, ext, opts.recursive, opts.existing)
-    upscaler = engine.open()
-    if opts.prompt != "-":
-        upscaler.encode_prompt(opts.prompt)  # an unusable prompt is one error, not one per image
-    _say("info", f"model {upscaler.manifest.name} ({upscaler.manifest.root}), {upscaler.runs_on}")
-    if skipped:
-        _say("info", f"{len(skipped)} output(s) exist already, kept (--skip-existing)")
-    folder = opts.input.is_dir()
-    bars = _Bars(len(jobs) if folder else None, tile_bar=min(engine.in_flight, len(jobs)) == 1)
+    stale = remove_stale_parts([job.dst for job in jobs + skipped])
+    if stale:
+        _say("info", f"removed {stale} partial file(s) an interrupted run left next to these outputs")
+    with engine.open() as upscaler:  # frees sessions, engines and GPU memory however the run ends
+        if opts.prompt != "-":
+            upscaler.encode_prompt(opts.prompt)  # an unusable prompt is one error, not one per image
+        _say("info", f"model {upscaler.manifest.name} ({upscaler.manifest.root}), {upscaler.runs_on}")
+        if skipped:
+            _say("info", f"{len(skipped)} output(s) exist already, kept (--skip-existing)")
+        folder = opts.input.is_dir()
+        bars = _Bars(len(jobs) if folder else None, tile_bar=min(engine.in_flight, len(jobs)) == 1)
 
-    def upscale(job: Job) -> bool:
-        """One image; a failure is said here (as it happens) and the run goes on."""
+        def upscale(job: Job) -> bool:
+            """One image; a failure is said here (as it happens) and the run goes on."""
+            try:
+                text = per_image.get(job.rel, per_image.get(job.src.name, opts.prompt))
+                if text == "-":
+                    raise ValueError(f"{job.src}: no prompt for it in {opts.prompts}")
+                job.dst.parent.mkdir(parents=True, exist_ok=True)
+                upscaler.upscale_file(job.src, job.dst, text, on_plan=lambda plan: bars.planned(job.rel, plan),
+                                      progress=bars.tiles_done, overwrite=opts.existing == "overwrite")
+            except (ValueError, OSError, RuntimeError) as exc:
+                _say("error", str(exc) if str(job.src) in str(exc) else f"{job.src}: {exc}")
+                return False
+            return True
+
+        written = failed = 0
         try:
-            text = per_image.get(job.rel, per_image.get(job.src.name, opts.prompt))
-            if text == "-":
-                raise ValueError(f"{job.src}: no prompt for it in {opts.prompts}")
-            job.dst.parent.mkdir(parents=True, exist_ok=True)
-            upscaler.upscale_file(job.src, job.dst, text, on_plan=lambda plan: bars.planned(job.rel, plan),
-                                  progress=bars.tiles_done)
-        except (ValueError, OSError, RuntimeError) as exc:
-            _say("error", str(exc) if str(job.src) in str(exc) else f"{job.src}: {exc}")
-            return False
-        return True
-
-    written = failed = 0
-    try:
-        for job, ok in zip(jobs, _each(upscale, jobs, engine.in_flight)):
-            written, failed = written + ok, failed + (not ok)
-            if ok and not folder:
-                print(job.dst)
-            bars.image_done()
-    finally:
-        bars.close()
-    info = upscaler.prompt_cache_info()
-    kept = f", {len(skipped)} kept" if skipped else ""
-    _say("done", f"{written} written, {failed} failed{kept}, {info.misses} prompt(s) encoded "
-                 f"({upscaler.runs_on})")
-    return failed
+            for job, ok in zip(jobs, _each(upscale, jobs, engine.in_flight)):
+                written, failed = written + ok, failed + (not ok)
+                if ok and not folder:
+                    print(job.dst)
+                bars.image_done()
+        finally:
+            bars.close()
+        info = upscaler.prompt_cache_info()
+        kept = f", {len(skipped)} kept" if skipped else ""
+        _say("done", f"{written} written, {failed} failed{kept}, {info.misses} prompt(s) encoded "
+                     f"({upscaler.runs_on})")
+        return failed
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from clipsr_runtime.atomic import atomic_write
 from clipsr_runtime.notices import ClipsrWarning
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # "I" (32-bit) only when its values fit 16 bits
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _GRAY_MODES = ("1", "L", "LA", "La") + _SIXTEEN_BIT
 _NO_ALPHA_FORMATS = ("JPEG", "BMP")
@@ -59,6 +59,28 @@ def _cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> Image.Image:
         return img.convert("RGB")
 
 
+def _lab_to_rgb(img: Image.Image) -> Image.Image:
+    """CIELAB through littleCMS to sRGB (D50 LAB, as TIFF stores it); refused without ImageCms."""
+    try:
+        from PIL import ImageCms
+    except ImportError:  # Pillow built without littleCMS
+        raise ValueError("a CIELAB image needs Pillow with littleCMS (ImageCms) to convert its colours: "
+                         "save it as RGB") from None
+    transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+    return ImageCms.applyTransform(img, transform)
+
+
+def _sixteen_bit(img: Image.Image) -> np.ndarray:
+    """The gray levels in [0, 1] of a 16-bit image, or of a 32-bit one whose values fit 16 bits; wider
+    32-bit values are refused rather than clipped (their meaning, e.g. a count, is not a gray level)."""
+    values = np.asarray(img)
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high > 65535:
+        raise ValueError(f"32-bit integer image with values in [{low}, {high}], outside 16 bits [0, 65535]: "
+                         "save it as a 16- or 8-bit image")
+    return values.astype(np.float32) / 65535.0
+
+
 def from_pil(img: Image.Image) -> RuntimeImage:
     """Convert any Pillow mode to a RuntimeImage (EXIF orientation applied)."""
     if img.width < 1 or img.height < 1:
@@ -67,8 +89,10 @@ def from_pil(img: Image.Image) -> RuntimeImage:
     icc = img.info.get("icc_profile")
     if img.mode == "CMYK":  # the output is RGB: a CMYK profile would mislabel it
         img, icc = _cmyk_to_rgb(img, icc), None
+    if img.mode == "LAB":  # an sRGB result: a LAB profile would mislabel it
+        img, icc = _lab_to_rgb(img), None
     if img.mode in _SIXTEEN_BIT:
-        gray = np.clip(np.asarray(img, dtype=np.float32), 0, 65535) / 65535.0
+        gray = _sixteen_bit(img)
         return RuntimeImage(np.repeat(gray[..., None] * 2 - 1, 3, axis=2), None, 16, True, icc)
     if img.mode == "F":
         raise ValueError("floating-point images (mode F) are not supported: save as 8- or 16-bit")
@@ -196,8 +220,9 @@ def _fit_format(img: Image.Image, fmt: str, path: Path) -> Image.Image:
     return img
 
 
-def write_image(img: Image.Image, path: str | Path, icc_profile: bytes | None = None) -> Path:
-    """Write atomically (`clipsr_runtime.atomic`): no partial file, an existing one intact on failure."""
+def write_image(img: Image.Image, path: str | Path, icc_profile: bytes | None = None, replace: bool = True) -> Path:
+    """Write atomically (`clipsr_runtime.atomic`): no partial file, an existing one intact on failure.
+    `replace=False`: a file that appeared at `path` meanwhile (another run) is kept, FileExistsError."""
     path = Path(path)
     fmt = image_format(path)
     img = _fit_format(img, fmt, path)
@@ -207,6 +232,9 @@ def write_image(img: Image.Image, path: str | Path, icc_profile: bytes | None = 
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: output folder {path.parent} does not exist")
     try:
-        return atomic_write(path, lambda fh: img.save(fh, format=fmt, **params))
+        return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **params), replace)
+    except FileExistsError:
+        raise FileExistsError(f"{path} appeared while this image was being upscaled (another run?): kept; "
+                              "--overwrite (overwrite=True) replaces it") from None
     except OSError as exc:
         raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from exc

@@ -78,14 +78,19 @@ def plan_jobs(input: Path, output: Path | None, suffix: str, ext: str | None, re
         raise OptionError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     if not input.exists():
         raise OptionError(f"{input}: no such file or folder")
+    if any(c in suffix for c in "/\\\x00"):
+        raise OptionError(f"--suffix {suffix!r} must be part of a file name, not a path (no '/' or '\\')")
     folder = input.is_dir()
     sources = _folder_sources(input, output, recursive, suffix) if folder else [input]
     jobs = []
     for src in sources:
         rel = src.relative_to(input) if folder else Path(src.name)
         name = src.stem + suffix + (f".{ext}" if ext else src.suffix)
-        if folder:
-            dst = (output / rel.parent / name) if output is not None else src.with_name(name)
+        if folder and output is not None:
+            dst = output / rel.parent / name
+            _refuse_escape(dst, output)  # a sub-folder of -o may be a link to elsewhere
+        elif folder:
+            dst = src.with_name(name)
         else:
             dst = _single_target(src, output, name, ext)
         jobs.append(Job(src, dst, rel.as_posix()))
@@ -98,6 +103,13 @@ def plan_jobs(input: Path, output: Path | None, suffix: str, ext: str | None, re
     if existing == "skip":
         return [job for job in jobs if job not in present], present
     return jobs, []
+
+
+def _refuse_escape(dst: Path, root: Path) -> None:
+    """An output lands inside the folder it was planned for, also once links and '..' resolve (the
+    file itself may be a link the user made: it is replaced, not followed)."""
+    if not (dst.parent.resolve() / dst.name).is_relative_to(root.resolve()):
+        raise OptionError(f"{dst} resolves outside {root}: output names are names, not paths")
 
 
 def _key(path: Path) -> str:

@@ -39,6 +39,12 @@ MAX_CONTEXT_LENGTH = 4096
 MAX_SCALE = 64
 MAX_HR_SIZE = 8192
 MAX_MANIFEST_BYTES = 1 << 24
+# Optional model card fields that are text (docs/model-folder.md)
+CARD_TEXT = ("architecture", "source", "checkpoint", "licence", "trained_on")
+# value_range bounds: the runtime maps images into it in float32, where a wider range overflows and a
+# narrower one loses the image to rounding.
+MAX_VALUE = 1e6
+MIN_SPAN = 1e-3
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -210,8 +216,10 @@ def _tokenizer(raw: Any) -> dict[str, Any]:
 
 def _value_range(raw: dict) -> tuple[float, float]:
     pair = _take(raw, "value_range", "", list)
-    if len(pair) != 2 or not all(_finite(v) for v in pair) or not pair[0] < pair[1]:
-        raise _Invalid(f"value_range must be two finite numbers [low, high] with low < high, got {pair}")
+    if len(pair) != 2 or not all(_finite(v) and abs(v) <= MAX_VALUE for v in pair) \
+            or not pair[1] - pair[0] >= MIN_SPAN:
+        raise _Invalid(f"value_range must be two finite numbers [low, high] within +-{MAX_VALUE:g}, high at "
+                       f"least {MIN_SPAN:g} above low, got {json.dumps(pair)[:80]}")
     return float(pair[0]), float(pair[1])
 
 
@@ -248,6 +256,20 @@ def _check_shapes(m: Manifest) -> None:
                            f"(scale {m.scale}, hr_size {m.hr_size})")
 
 
+def _model_card(raw: dict, m: Manifest) -> None:
+    """The optional model card (where the weights came from, their licence, what they were trained on):
+    text for people, but its scale and LR size, when stated, must be the folder's."""
+    card = _take(raw, "model_card", "", dict, optional=True)
+    if card is None:
+        return
+    for key in CARD_TEXT:
+        _take(card, key, "model_card.", str, optional=True)
+    for key, value in (("scale", m.scale), ("lr_size", m.lr_size)):
+        stated = _int(card, key, "model_card.", 1, optional=True)
+        if stated is not None and stated != value:
+            raise _Invalid(f"model_card.{key} {stated} does not match the folder's {key} {value}")
+
+
 def parse_manifest(root: Path, raw: Any) -> Manifest:
     """The one schema: `raw` (parsed JSON) -> Manifest, or ManifestError naming the first problem.
     Checks structure only; `load_manifest` also checks the files on disk."""
@@ -281,6 +303,7 @@ def _parse(root: Path, raw: Any) -> Manifest:
     _check_shapes(manifest)
     for key, kind in (("preset", str), ("opset", int), ("parity", dict), ("source", dict), ("engines", list)):
         _take(raw, key, "", kind, optional=True)
+    _model_card(raw, manifest)
     for i, engine in enumerate(raw.get("engines") or ()):
         if not isinstance(engine, dict):
             raise _Invalid(f"engines[{i}] must be an object, got {_kind(engine)}")
@@ -303,31 +326,51 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
     if not path.is_file():
         raise FileNotFoundError(f"model folder {root} has no {MANIFEST} (pass --model DIR of a "
                                 "folder written by clipsr-export)")
+    inside = root.resolve()
+    if not _inside(path, inside):
+        raise ManifestError(f"invalid model folder {root}: {MANIFEST} resolves outside the folder (symlink)")
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise ManifestError(f"invalid model folder {root}: {MANIFEST} is over {MAX_MANIFEST_BYTES} bytes")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer over Python's digit limit
         why = exc if not isinstance(exc, RecursionError) else "nested too deeply"
-        raise ManifestError(f"invalid model folder {root}: {MANIFEST} is not valid JSON ({why})") from None
+        raise ManifestError(f"invalid model folder {root}: {path} is not valid JSON ({why})") from None
     manifest = parse_manifest(root, raw)
-    inside = root.resolve()
     for name, entry in manifest.files.items():
         file = root / name
-        try:
-            outside = not file.resolve().is_relative_to(inside)
-        except (OSError, RuntimeError):  # a symlink loop
-            outside = True
-        if outside:
+        if not _inside(file, inside):
             raise ManifestError(f"invalid model folder {root}: {name} resolves outside the folder (symlink)")
         if not file.is_file():
             raise FileNotFoundError(f"model folder {root} is incomplete: {name} is missing")
         if "bytes" in entry and file.stat().st_size != entry["bytes"]:
             raise ManifestError(f"model file {file} has {file.stat().st_size} bytes, model.json says "
                                 f"{entry['bytes']}: truncated or tampered")
+    _refuse_unlisted(manifest)
     if verify:
         verify_files(manifest, list(manifest.files))
     return manifest
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def _refuse_unlisted(manifest: Manifest) -> None:
+    """Every file in the folder is listed (and so size- and hash-checked), except model.json and the
+    engine cache: a graph may name more files (ONNX external data), which a backend would read
+    unverified."""
+    listed = set(manifest.files)
+    for entry in sorted(manifest.root.rglob("*")):
+        rel = entry.relative_to(manifest.root)
+        if rel.parts[0] in (MANIFEST, ENGINES) or entry.is_dir() and not entry.is_symlink():
+            continue
+        if rel.as_posix() not in listed:
+            raise ManifestError(f"invalid model folder {manifest.root}: {rel.as_posix()} is not listed in "
+                                f"{MANIFEST} (a graph could read it unverified): remove it or export again")
 
 
 def file_sha256(path: Path) -> str:

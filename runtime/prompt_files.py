@@ -78,8 +78,11 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[str, object, object]]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"prompt file {path}, line {number}: invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ValueError(f"prompt file {path}, line {number}: invalid JSON (nested too deeply)") from None
+        except ValueError as exc:  # also an integer over Python's digit limit
+            raise ValueError(f"prompt file {path}, line {number}: invalid JSON "
+                             f"({getattr(exc, 'msg', exc)})") from None
         if not isinstance(row, dict) or not {"image", "prompt"} <= row.keys():
             raise ValueError(f"prompt file {path}, line {number}: needs keys 'image' and 'prompt'")
         rows.append((f"line {number}", row["image"], row["prompt"]))

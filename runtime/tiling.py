@@ -35,12 +35,16 @@ def fit_mode(height: int, width: int, lr_size: int, fit: str) -> str:
     return "tile"
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets covering [0, length) with tiles of `tile` overlapping by at least `overlap`."""
+def _check_side(length: int, tile: int, overlap: int) -> None:
     if length < tile:
         raise ValueError(f"cannot tile a side of {length} px with {tile} px tiles")
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap (tile_pad) must be in [0, {tile - 1}], got {overlap}")
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets covering [0, length) with tiles of `tile` overlapping by at least `overlap`."""
+    _check_side(length, tile, overlap)
     stride = tile - overlap
     starts = list(range(0, length - tile + 1, stride))
     if starts[-1] != length - tile:
@@ -55,8 +59,15 @@ def max_tile_pad(tile: int) -> int:
 
 
 def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
-    """How many tiles cover an image of at least one tile per side."""
-    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+    """How many tiles cover an image of at least one tile per side (as `tile_starts` places them),
+    counted without listing them: any size is answered at once."""
+    def per_side(length: int) -> int:
+        _check_side(length, tile, overlap)
+        steps, rest = divmod(length - tile, tile - overlap)
+        return steps + 1 + (rest > 0)
+
+    return per_side(height) * per_side(width)
+
 
 
 def _ramp(size: int, ramp: int, rise: bool, fall: bool) -> np.ndarray:

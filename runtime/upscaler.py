@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from clipsr_runtime.backends import BACKENDS, Backend, create_backend
+from clipsr_runtime.backends import BACKENDS, Backend, check_threads, create_backend
 from clipsr_runtime.errors import OptionError
 from clipsr_runtime.images import (DEFAULT_MAX_PIXELS, RuntimeImage, from_array, from_pil, read_image,
                                    to_pil, write_image)
@@ -22,6 +23,7 @@ from clipsr_runtime.tiling import FITS, fit_mode, max_tile_pad, resize_float, ti
 from clipsr_runtime.tokenizer import Tokenizer
 
 DEFAULT_MAX_OUTPUT_PIXELS = 1 << 26  # 8192 x 8192
+MAX_BATCH = 1024  # tiles per call; TensorRT builds its profile for this many, so it must stay sane
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,21 @@ def check_fitting(fit: str, batch: int, outscale: float | None, max_output_pixel
     """The fitting options that need no model, refused before one loads (or a server is asked)."""
     if fit not in FITS:
         raise OptionError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
-    if batch < 1:
-        raise OptionError(f"batch must be >= 1, got {batch}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise OptionError(f"batch must be between 1 and {MAX_BATCH} (tiles per generator call), got {batch}")
     if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
         raise OptionError(f"outscale must be a positive number, got {outscale}")
     if max_output_pixels < 1:
         raise OptionError(f"max_output_pixels must be >= 1, got {max_output_pixels}")
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """One file under two names: the same path once resolved, or a hard link to it."""
+    a, b = Path(a), Path(b)
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 def _degenerate(x: np.ndarray) -> bool:
@@ -73,6 +84,7 @@ class Upscaler:
             if value not in choices:
                 raise OptionError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
         check_fitting(fit, batch, outscale, max_output_pixels)
+        check_threads(threads)
         self.manifest = m = load_manifest(model_dir if model_dir is not None else default_model_dir(), verify)
         for stage in STAGES:
             m.stage_file(stage, precision)  # a precision the folder lacks fails before any session opens
@@ -222,16 +234,26 @@ class Upscaler:
 
     def upscale_file(self, src: str | Path, dst: str | Path, prompt: str,
                      on_plan: Callable[[Plan], object] | None = None,
-                     progress: Callable[[int], object] | None = None) -> Path:
+                     progress: Callable[[int], object] | None = None, overwrite: bool = True) -> Path:
         """Read `src`, upscale, write `dst` atomically in the input's mode family. The plan is made
-        from the header, so an output over the limit is refused before decoding; `on_plan` sees it."""
+        from the header, so an output over the limit is refused before decoding; `on_plan` sees it.
+        `dst` may never be `src` (by any spelling or link); `overwrite=False` keeps an existing `dst`,
+        also one that appears while this runs (FileExistsError)."""
+        if _same_file(src, dst):
+            raise OptionError(f"{dst} is the input {src}: writing it would destroy the input; choose "
+                              "another output")
+        if not overwrite and (Path(dst).exists() or Path(dst).is_symlink()):
+            raise FileExistsError(f"{dst} exists (written meanwhile by another run?): kept; --overwrite "
+                                  "(overwrite=True) replaces it")
+
         def check(width: int, height: int) -> None:
             plan = self.plan(width, height)
             if on_plan is not None:
                 on_plan(plan)
 
         loaded = read_image(src, self.max_pixels, before_decode=check)
-        return write_image(to_pil(self.upscale_image(loaded, prompt, progress)), dst, loaded.icc_profile)
+        return write_image(to_pil(self.upscale_image(loaded, prompt, progress)), dst, loaded.icc_profile,
+                           replace=overwrite)
 
     # --- lifetime --------------------------------------------------------------------------------
 

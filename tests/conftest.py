@@ -11,7 +11,7 @@ logging.getLogger().setLevel(logging.ERROR)  # open_clip warns on purpose when p
 
 @pytest.fixture(scope="session")
 def tiny16():
-    from clipsr.model import build_model
+    from clipsr.factory import create_model
 
     torch.manual_seed(0)
-    return build_model("tiny", 16).eval()
+    return create_model("tiny", scale=16).eval()

@@ -15,6 +15,7 @@ from clipsr_runtime.errors import OptionError
 
 
 def _apps() -> dict[str, typer.Typer]:
+    from clipsr.cli.convert import app as convert
     from clipsr.cli.evaluate import app as evaluate
     from clipsr.cli.train import app as train
     from clipsr.synthbirds.__main__ import app as synthbirds
@@ -22,7 +23,7 @@ def _apps() -> dict[str, typer.Typer]:
     from clipsr_runtime.cli import app as run
 
     return {"clipsr-run": run, "clipsr-train": train, "clipsr-eval": evaluate, "clipsr-export": export,
-            "synthbirds": synthbirds}
+            "synthbirds": synthbirds, "clipsr-convert": convert}
 
 
 def _invoke(name: str, *args) -> tuple[int, list[str]]:
@@ -38,7 +39,7 @@ def _one_error(lines: list[str], message: str) -> None:
 
 @pytest.mark.parametrize("name, args", [
     ("clipsr-run", ["in.png", "a bird"]), ("clipsr-train", []), ("clipsr-eval", ["ckpt.safetensors"]),
-    ("clipsr-export", []), ("synthbirds", ["sheet", "out.png"]),
+    ("clipsr-export", []), ("synthbirds", ["sheet", "out.png"]), ("clipsr-convert", ["in.pth", "-o", "o.safetensors"]),
 ])
 def test_unknown_option_is_a_one_line_usage_error(name, args):
     status, lines = _invoke(name, *args, "--no-such-flag")
@@ -46,7 +47,8 @@ def test_unknown_option_is_a_one_line_usage_error(name, args):
     assert lines == ["error: No such option: --no-such-flag (see --help)"]
 
 
-@pytest.mark.parametrize("name", ["clipsr-run", "clipsr-train", "clipsr-eval", "clipsr-export", "synthbirds"])
+@pytest.mark.parametrize("name", ["clipsr-run", "clipsr-train", "clipsr-eval", "clipsr-export", "synthbirds",
+                                  "clipsr-convert"])
 def test_help_still_exits_0(name):
     result = CliRunner().invoke(_apps()[name], ["--help"])
     assert result.exit_code == 0 and "--help" in result.output
@@ -59,6 +61,10 @@ def test_usage_errors_raised_by_the_commands_exit_2(tmp_path):
     status, lines = _invoke("synthbirds", "export", tmp_path / "sb", "--split", "dev", "--count", "1")
     assert status == 2
     _one_error(lines, "unknown SynthBirds split 'dev'")
+    status, lines = _invoke("clipsr-export", "--random", "--precision", "fp16", "--out", tmp_path / "m")
+    assert status == 2
+    _one_error(lines, "precisions must include fp32")
+    assert not (tmp_path / "m").exists()
 
 
 def test_failures_exit_1(tmp_path):
@@ -67,10 +73,6 @@ def test_failures_exit_1(tmp_path):
     _one_error(lines, "nothing to resume")
     status, lines = _invoke("clipsr-eval", tmp_path / "missing.safetensors", "--out", tmp_path / "e")
     assert status == 1 and len(lines) == 1 and lines[0].startswith("error:")
-    status, lines = _invoke("clipsr-export", "--random", "--precision", "fp16", "--out", tmp_path / "m")
-    assert status == 1
-    _one_error(lines, "precisions must include fp32")
-    assert not (tmp_path / "m").exists()
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
     status, lines = _invoke("synthbirds", "sheet", blocker / "sheet.png", "--count", "1", "--columns", "1")

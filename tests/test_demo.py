@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clipsr.checkpoint import DEMO_CHECKPOINT, load_checkpoint
+from clipsr.checkpoint import DEMO_CHECKPOINT
+from clipsr.factory import create_model
 from clipsr.inference import super_resolve, to_uint8
 from clipsr_runtime import Upscaler
 from clipsr_runtime.manifest import default_model_dir, file_sha256
@@ -22,12 +23,12 @@ def test_shipped_folder_is_the_export_of_the_shipped_checkpoint():
     manifest = json.loads((default_model_dir() / "model.json").read_text())
     assert manifest["source"]["checkpoint"] == DEMO_CHECKPOINT.name
     assert manifest["source"]["checkpoint_sha256"] == file_sha256(DEMO_CHECKPOINT)
-    model = load_checkpoint(DEMO_CHECKPOINT)
+    model = create_model(DEMO_CHECKPOINT)
     assert (manifest["preset"], manifest["scale"]) == (model.config.preset, model.scale) == ("synthbirds", 16)
 
 
 def test_runtime_upscales_the_examples_as_pytorch_does():
-    model = load_checkpoint(DEMO_CHECKPOINT).eval()
+    model = create_model(DEMO_CHECKPOINT).eval()
     upscaler = Upscaler(backend="ort-cpu", precision="fp32")
     with open(EXAMPLES / "prompts.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -18,9 +18,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from clipsr.checkpoint import load_checkpoint, save_checkpoint
-from clipsr.model import CLIPSR, build_model
-from clipsr_export import fp16, onnx_export, parity, pipeline, tensorrt
+from clipsr.checkpoint import save_checkpoint
+from clipsr.factory import create_model
+from clipsr.model import CLIPSR
+from clipsr_export import fp16, onnx_export, parity, pipeline
 from clipsr_export.cli import app
 from clipsr_export.manifest import sha256
 from clipsr_export.pipeline import ExportOptions, export_model
@@ -54,7 +55,7 @@ def tiny_export(scale: int, base: Path) -> Exported:
     """16x: through the CLI from a checkpoint, fp32 + fp16; 4x and 8x: the Python API, fp32 only. 8x also
     carries the opt-in text palette and text clamp, so the exporter meets them too."""
     torch.manual_seed(scale)
-    model = build_model("tiny", scale, **({"text_palette": 4, "text_clamp": 4.0} if scale == 8 else {})).eval()
+    model = create_model("tiny", scale=scale, **({"text_palette": 4, "text_clamp": 4.0} if scale == 8 else {})).eval()
     folder = base / f"tiny-x{scale}"
     if scale != 16:
         steps: list[str] = []
@@ -65,7 +66,7 @@ def tiny_export(scale: int, base: Path) -> Exported:
     ckpt = save_checkpoint(model, base / "tiny-x16.safetensors")
     code, log = _cli("--checkpoint", ckpt, "--out", folder)  # the scale comes from the checkpoint
     assert code == 0, log
-    return Exported(load_checkpoint(ckpt).eval(), folder, ckpt, log)
+    return Exported(create_model(ckpt).eval(), folder, ckpt, log)
 
 
 @pytest.fixture(scope="session")
@@ -168,8 +169,8 @@ def test_engine_profiles_and_keys_differ_per_stage_and_gpu():
              ("c" * 64, "10.7.0", "NVIDIA H100", "fp16", runtime_trt.profile_shapes("generator", 1, 64, 512, 77))]
     keys = set()
     for case in cases:
-        key = tensorrt.engine_cache_key(*case)
-        assert tensorrt.engine_file_name("generator", key) == f"generator-{key[:32]}.engine"
+        key = runtime_trt.engine_cache_key(*case)
+        assert runtime_trt.engine_file_name("generator", key) == f"generator-{key[:32]}.engine"
         keys.add(key)
     assert len(keys) == len(cases)
 
@@ -289,7 +290,7 @@ def test_options_are_checked_before_any_work(tmp_path):
                           (["--batch-max", "0"], "batch-max must be >= 1"),
                           (["--checkpoint", tmp_path / "x.safetensors"], "--random and --checkpoint exclude")):
         code, output = _cli("--random", "--out", tmp_path / "m", *args)
-        assert code == 1 and message in _error_lines(output)[0], output
+        assert code == 2 and message in _error_lines(output)[0], output  # the command line cannot work
     assert list(tmp_path.iterdir()) == []
 
 
@@ -316,7 +317,7 @@ def test_legacy_exporter_is_the_fallback_when_dynamo_fails(x16, tmp_path, monkey
 @pytest.mark.slow
 def test_paper_b32_exports_at_16x(tmp_path):
     torch.manual_seed(0)
-    model = build_model("paper-b32", 16, **{"clip.pretrained": None}).eval()
+    model = create_model("paper-b32", scale=16, **{"clip.pretrained": None}).eval()
     result = export_model(model, tmp_path / "paper", ExportOptions(precisions=("fp32",)))  # fp16: +20 s
     manifest = load_manifest(tmp_path / "paper")
     assert manifest.text_encoder.outputs["text_embedding"]["shape"] == ["batch", 512]

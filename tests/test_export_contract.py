@@ -80,15 +80,29 @@ def test_parity_runs_the_runtimes_backend_and_session_options(fake_folder, monke
     assert seen == [("ort-cpu", "fp16")] and out.sr.shape == (2, 3, 64, 64)
 
 
+class _FakeLogger:
+    WARNING = 2
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+
 def test_export_engines_use_the_runtimes_shapes_key_and_gpu_name(fake_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(runtime_trt, "unavailable_reason", lambda: None)
     monkeypatch.setattr(runtime_trt, "gpu_name", lambda: "Fake GPU 80GB")
-    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.9.0"))
+    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.9.0", Logger=_FakeLogger))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert export_trt.require_tensorrt() == ("10.9.0", "Fake GPU 80GB")
     calls, built = [], []
     real = runtime_trt.profile_shapes
     monkeypatch.setattr(runtime_trt, "profile_shapes", lambda *a: calls.append(a) or real(*a))
-    monkeypatch.setattr(export_trt, "build_engine", lambda onnx, engine, shapes, cache: built.append(shapes))
+
+    def build(engine, onnx_path, shapes, timing_cache=None):  # the runtime's one builder, recorded
+        built.append(shapes)
+        assert timing_cache == runtime_trt.timing_cache_file("10.9.0", "Fake GPU 80GB")
+        assert timing_cache.is_relative_to(tmp_path / "cache" / "clipsr")
+
+    monkeypatch.setattr(runtime_trt.TrtEngine, "build", build)
     model = SimpleNamespace(config=SimpleNamespace(generator=SimpleNamespace(lr_size=16)),
                             text_encoder=SimpleNamespace(embed_dim=8, context_length=77))
     shutil.copytree(fake_folder, tmp_path / "m")
@@ -114,10 +128,10 @@ def checkpoint_x8(tmp_path_factory) -> Path:
     import torch
 
     from clipsr.checkpoint import save_checkpoint
-    from clipsr.model import build_model
+    from clipsr.factory import create_model
 
     torch.manual_seed(8)
-    model = build_model("tiny", 8, **{"clip.pretrained": None})
+    model = create_model("tiny", scale=8, **{"clip.pretrained": None})
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "birds-x8.safetensors")
 
 
@@ -135,7 +149,7 @@ def test_scale_without_a_checkpoint_picks_the_demo_of_that_scale(tmp_path, monke
     assert code == 1 and errors == ["error: there is no built-in 8x demo model (built in: 16x): pass "
                                     "--checkpoint PATH (or --random for an untrained model)"]
     code, errors = _cli("--scale", 5, "--out", tmp_path / "m")
-    assert code == 1 and "scale must be one of (4, 8, 16)" in errors[0]
+    assert code == 2 and "scale must be one of (4, 8, 16)" in errors[0]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -174,8 +188,38 @@ def test_an_existing_model_folder_is_refused_without_overwrite_before_any_work(t
 def test_export_choices_are_checked_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "load_model", lambda *a: pytest.fail("the model loaded before the check"))
     for args, message in ((["--precision", "fp32,int4"], "precisions must include fp32 and come from fp32, fp16"),
+                          (["--precision", "fp32,fp64"], "precisions must include fp32 and come from"),
+                          (["--precision", "fp16"], "precisions must include fp32"),
+                          (["--opset", 1], "opset must be between 13 and 21"),
                           (["--name", "../up"], "model name must be a plain name"),
+                          (["--name", "../../evil"], "model name must be a plain name"),
+                          (["--checkpoint", tmp_path / "x.safetensors"], "--random and --checkpoint exclude"),
+                          (["--scale", 5], "scale must be one of"),
                           (["--scale", 3], "scale must be one of")):
         code, errors = _cli("--random", "--out", tmp_path / "m", *args)
-        assert code == 1 and len(errors) == 1 and message in errors[0], errors
+        assert code == 2 and len(errors) == 1 and message in errors[0], errors  # usage: the README's rule
     assert list(tmp_path.iterdir()) == []
+
+
+def _checkpoint_with(source: Path, dest: Path, **metadata: str) -> Path:
+    """A copy of a checkpoint whose safetensors metadata says something else."""
+    import safetensors
+    import safetensors.torch
+
+    with safetensors.safe_open(str(source), framework="pt") as f:
+        meta = {**f.metadata(), **metadata}
+    safetensors.torch.save_file(safetensors.torch.load_file(str(source)), str(dest), metadata=meta)
+    return dest
+
+
+def test_a_checkpoint_that_cannot_be_built_or_read_is_one_clear_error(tmp_path, checkpoint_x8):
+    from clipsr.checkpoint import read_metadata
+
+    config = json.loads(read_metadata(checkpoint_x8)["config"])
+    config["generator"]["scale"] = 3
+    odd = _checkpoint_with(checkpoint_x8, tmp_path / "odd.safetensors", config=json.dumps(config))
+    future = _checkpoint_with(checkpoint_x8, tmp_path / "future.safetensors", version="999")
+    for path, message in ((odd, "scale must be one of (4, 8, 16)"), (future, "format version '999'")):
+        code, errors = _cli("--checkpoint", path, "--out", tmp_path / "m")
+        assert code == 1 and len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "m").exists()

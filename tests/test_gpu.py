@@ -7,9 +7,8 @@ import json
 import pytest
 import torch
 
-from clipsr.checkpoint import load_checkpoint
+from clipsr.factory import create_model
 from clipsr.metrics_logger import METRICS_FILE
-from clipsr.model import build_model
 from clipsr.train_config import TrainConfig
 from clipsr.trainer import CHECKPOINT_FILE, SRTrainer
 
@@ -33,7 +32,7 @@ def test_training_on_cuda_with_autocast_gives_finite_losses_and_a_checkpoint(tmp
     rows = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
     assert len(rows) == 3
     assert all(torch.isfinite(torch.tensor(v)).item() for r in rows for k, v in r.items() if k != "step")
-    model = load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    model = create_model(tmp_path / CHECKPOINT_FILE)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -43,7 +42,7 @@ def test_cuda_fp32_matches_cpu_and_fp16_stays_close(tiny16):
     tokens = tiny16.tokenize(["a bird with a red crown", "this bird has blue wings and a white belly"])
     with torch.no_grad():
         cpu = tiny16(lr, tokens)
-        gpu = build_model("tiny", 16).cuda().eval()
+        gpu = create_model("tiny", scale=16).cuda().eval()
         gpu.load_state_dict(tiny16.state_dict())
         fp32 = gpu(lr.cuda(), tokens.cuda()).cpu()
         fp16 = gpu.half()(lr.cuda().half(), tokens.cuda()).float().cpu()

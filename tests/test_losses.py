@@ -165,3 +165,10 @@ def test_vgg_bad_files_are_named(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="garbage.pth"):
         VGGPerceptualLoss(str(garbage))
+
+
+def test_palette_losses_refuse_a_palette_of_another_part_count():
+    colours, named = torch.zeros(1, 3, 3), torch.ones(1, 3)
+    output = PaletteOutput(torch.zeros(1, 3, 1, 2), torch.zeros(1, 5, 1, 2), torch.zeros(1, 4, 3), torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="describes 3 parts, the model's text palette has 4"):
+        palette_losses(output, torch.zeros(1, 1, 2, dtype=torch.long), colours, named)

@@ -6,16 +6,14 @@ import pytest
 import torch
 
 from clipsr.blocks import TextPalette, TIFBlock
-from clipsr.config import get_config
-from clipsr.inference import super_resolve
+from clipsr.factory import create_model, get_config
 from clipsr.locator import PartLocator
-from clipsr.model import build_model
 
 
 @pytest.mark.parametrize("scale", [4, 8, 16])
 def test_forward_shapes_tiny(scale):
     torch.manual_seed(0)
-    model = build_model("tiny", scale)
+    model = create_model("tiny", scale=scale)
     size = 256 // scale
     with torch.no_grad():
         sr = model(torch.rand(2, 3, size, size) * 2 - 1, model.tokenize(["a red bird", "a blue bird"]))
@@ -25,7 +23,7 @@ def test_forward_shapes_tiny(scale):
 
 @pytest.mark.slow
 def test_forward_paper_b32_16x():
-    model = build_model("paper-b32", 16, **{"clip.pretrained": None}).eval()
+    model = create_model("paper-b32", scale=16, **{"clip.pretrained": None}).eval()
     with torch.no_grad():
         sr = model(torch.zeros(1, 3, 16, 16), model.tokenize(["a bird with a red crown"]))
     assert sr.shape == (1, 3, 256, 256)
@@ -83,7 +81,7 @@ def test_clip_vit_branch_is_live(tiny16):
 def test_text_reaches_the_image_after_training():
     """Same LR, two captions, two targets: only the text can tell them apart."""
     torch.manual_seed(0)
-    model = build_model("tiny", 16)
+    model = create_model("tiny", scale=16)
     tokens = model.tokenize(["a bird with a red crown", "a large green parrot sitting on a branch"])
     text = model.encode_text(tokens)
     lr = torch.zeros(2, 3, 16, 16)
@@ -116,12 +114,12 @@ def test_clear_errors(tiny16):
 
 
 def test_ablation_switches_are_config():
-    no_branch = build_model("tiny", 16, clip_branch=False)
+    no_branch = create_model("tiny", scale=16, clip_branch=False)
     assert no_branch.generator.branch is None
-    drop = build_model("tiny", 16, skip_mismatch="drop")
-    project = build_model("tiny", 16)
+    drop = create_model("tiny", scale=16, skip_mismatch="drop")
+    project = create_model("tiny", scale=16)
     assert len(drop.generator.skip_proj) < len(project.generator.skip_proj)
-    no_text = build_model("tiny", 16, use_text=False).eval()
+    no_text = create_model("tiny", scale=16, use_text=False).eval()
     lr = torch.zeros(1, 3, 16, 16)
     with torch.no_grad():
         a = no_text.generator(lr, torch.randn(1, 64))
@@ -133,33 +131,33 @@ def test_bicubic_global_skip_starts_near_bicubic():
     torch.manual_seed(0)
     lr = torch.rand(1, 3, 16, 16) * 2 - 1
     bicubic = torch.nn.functional.interpolate(lr, scale_factor=16, mode="bicubic", align_corners=False)
-    with_skip = build_model("tiny", 16).eval()
-    without = build_model("tiny", 16, global_skip="none").eval()
+    with_skip = create_model("tiny", scale=16).eval()
+    without = create_model("tiny", scale=16, global_skip="none").eval()
     text = torch.zeros(1, 64)
     with torch.no_grad():
         assert (with_skip.generator(lr, text) - bicubic).abs().mean() < 0.5 * (without.generator(lr, text) - bicubic).abs().mean()
     with pytest.raises(ValueError, match="global_skip"):
-        build_model("tiny", 16, global_skip="nearest")
+        create_model("tiny", scale=16, global_skip="nearest")
 
 
 def test_text_norm_spreads_captions_apart():
     torch.manual_seed(0)
-    model = build_model("tiny", 16)
+    model = create_model("tiny", scale=16)
     text = model.encode_text(model.tokenize([f"a bird with a {c} crown" for c in ("red", "blue", "green", "black")]))
     normed = model.generator.text_norm(text)  # training mode: batch statistics
     assert normed.mean(0).abs().max() < 1e-4  # the common part of the sentence vectors is gone
     assert abs(normed.std(0, unbiased=False).mean().item() - 1) < 0.05  # caption differences at unit scale
     assert model.generator.text_norm.running_mean.abs().sum() > 0  # remembered for inference
-    assert isinstance(build_model("tiny", 16, text_norm="none").generator.text_norm, torch.nn.Identity)
+    assert isinstance(create_model("tiny", scale=16, text_norm="none").generator.text_norm, torch.nn.Identity)
     with pytest.raises(ValueError, match="text_norm"):
-        build_model("tiny", 16, text_norm="layer")
+        create_model("tiny", scale=16, text_norm="layer")
 
 
 def test_up_text_lets_the_text_steer_the_upsampler():
     torch.manual_seed(0)
-    assert all(stage.fuse is None for stage in build_model("tiny", 16, up_text=False).generator.upsampler.stages)
+    assert all(stage.fuse is None for stage in create_model("tiny", scale=16, up_text=False).generator.upsampler.stages)
     # without the CLIP-ViT branch, every text path starts as the identity: only what we perturb reads text
-    model = build_model("tiny", 16, up_text=True, clip_branch=False).eval()
+    model = create_model("tiny", scale=16, up_text=True, clip_branch=False).eval()
     fuses = [stage.fuse for stage in model.generator.upsampler.stages]
     assert len(fuses) == 4  # 16x: four x2 stages
     lr, text, other = torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, 64), torch.randn(2, 64)
@@ -173,8 +171,8 @@ def test_up_text_lets_the_text_steer_the_upsampler():
 
 def test_text_mapper_starts_as_identity_and_learns():
     torch.manual_seed(0)
-    assert isinstance(build_model("tiny", 16, text_mapper=0).generator.text_mapper, torch.nn.Identity)
-    mapper = build_model("tiny", 16, text_mapper=32).generator.text_mapper
+    assert isinstance(create_model("tiny", scale=16, text_mapper=0).generator.text_mapper, torch.nn.Identity)
+    mapper = create_model("tiny", scale=16, text_mapper=32).generator.text_mapper
     text = torch.randn(3, 64)
     torch.testing.assert_close(mapper(text), text)
     mapper(text).sum().backward()
@@ -183,8 +181,8 @@ def test_text_mapper_starts_as_identity_and_learns():
 
 def test_text_palette_paints_where_the_locator_chooses_in_the_colour_the_text_gives():
     torch.manual_seed(0)
-    assert build_model("tiny", 16, text_palette=0).generator.palette is None
-    generator = build_model("tiny", 16, text_palette=4).generator.eval()
+    assert create_model("tiny", scale=16, text_palette=0).generator.palette is None
+    generator = create_model("tiny", scale=16, text_palette=4).generator.eval()
     with torch.no_grad():
         out = generator.render(torch.zeros(2, 3, 16, 16), torch.randn(2, 64))
     assert out.image.shape == (2, 3, 256, 256) and out.choice.shape == (2, 5, 256, 256)
@@ -228,7 +226,7 @@ def test_a_part_the_caption_does_not_name_keeps_the_image():
 
 def test_the_part_locator_reads_the_lr_is_frozen_in_the_generator_and_learns_where_a_part_is():
     torch.manual_seed(0)
-    generator = build_model("tiny", 16, text_palette=4).generator
+    generator = create_model("tiny", scale=16, text_palette=4).generator
     assert not any(p.requires_grad for p in generator.locator.parameters()), "trained on its own, frozen here"
     assert all(p.requires_grad for p in generator.palette.parameters())
     locator = PartLocator(lr_size=8, parts=1, width=8, blocks=1)
@@ -248,8 +246,8 @@ def test_the_part_locator_reads_the_lr_is_frozen_in_the_generator_and_learns_whe
 
 def test_text_clamp_bounds_unseen_phrasings_and_leaves_seen_ones():
     torch.manual_seed(0)
-    free = build_model("tiny", 16, text_palette=4).eval()
-    clamped = build_model("tiny", 16, text_palette=4, text_clamp=4.0).eval()
+    free = create_model("tiny", scale=16, text_palette=4).eval()
+    clamped = create_model("tiny", scale=16, text_palette=4, text_clamp=4.0).eval()
     clamped.load_state_dict(free.state_dict())
     lr = torch.rand(2, 3, 16, 16) * 2 - 1
     seen, unseen = torch.randn(2, 64).clamp(-3, 3), torch.randn(2, 64) * 500  # running stats are 0 / 1
@@ -259,3 +257,21 @@ def test_text_clamp_bounds_unseen_phrasings_and_leaves_seen_ones():
         torch.testing.assert_close(free.generator(lr, seen), clamped.generator(lr, seen))
         assert free.generator(lr, unseen).abs().max() > 100
         assert clamped.generator(lr, unseen).abs().max() < 20
+
+
+def test_presets_are_data_files_read_by_the_one_factory(tmp_path):
+    from clipsr.factory import MODEL_CONFIGS, list_presets
+    from clipsr.synthbirds.render import DESCRIBED_PARTS
+
+    assert list_presets() == sorted(p.stem for p in MODEL_CONFIGS.glob("*.json"))
+    assert {"tiny", "synthbirds", "paper-b32", "cub-reference"} <= set(list_presets())
+    synthbirds = get_config("synthbirds")
+    # The demo's palette has one entry per part SynthBirds describes: a preset that drifts fails here.
+    assert synthbirds.generator.text_palette == len(DESCRIBED_PARTS)
+    assert synthbirds.preset == "synthbirds" and synthbirds.generator.scale == 16
+    assert get_config("tiny", 4, text_mapper=8).generator.text_mapper == 8
+    assert get_config("cub-reference").architecture == "reference"
+    with pytest.raises(ValueError, match="unknown config key"):
+        get_config("tiny", **{"generator.no_such_field": 1})
+    with pytest.raises(ValueError, match="disagree"):
+        create_model("tiny", preset="synthbirds")

@@ -10,7 +10,7 @@ import pytest
 from clipsr.clip import CLIPWeightsError, load_clip
 from clipsr.config import CLIPConfig
 from clipsr.model import CLIPSR
-from clipsr.config import get_config
+from clipsr.factory import get_config
 from clipsr.params import parameter_report
 
 

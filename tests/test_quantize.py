@@ -115,12 +115,12 @@ def test_export_writes_int8_with_its_gate_figures_or_nothing(tmp_path, monkeypat
     from typer.testing import CliRunner
 
     from clipsr.checkpoint import save_checkpoint
-    from clipsr.model import build_model
+    from clipsr.factory import create_model
     from clipsr_export.cli import app
     from clipsr_runtime.manifest import load_manifest
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(build_model("tiny", 16, **{"clip.pretrained": None}).eval(), tmp_path / "m.safetensors")
+    ckpt = save_checkpoint(create_model("tiny", scale=16, **{"clip.pretrained": None}).eval(), tmp_path / "m.safetensors")
     args = ["--checkpoint", str(ckpt), "--precision", "fp32,int8"]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "ok")])
     assert result.exit_code == 0, result.output

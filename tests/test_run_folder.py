@@ -12,7 +12,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from clipsr.checkpoint import load_checkpoint
+from clipsr.factory import create_model
 from clipsr.metrics_logger import METRICS_FILE, MetricsLogger
 from clipsr.run_folder import MANIFEST, PENDING, RunFolderError, file_sha256, recover, save_step
 from clipsr.train_config import TrainConfig
@@ -59,7 +59,7 @@ def _kill_at(monkeypatch, run: Path, snapshot: Path, point: int, half: bool) -> 
 
     def cut(path) -> None:
         path = Path(path)
-        if ".tmp" in path.name:
+        if path.name.endswith(".part"):
             os.truncate(path, path.stat().st_size // 2)
 
     def killing_replace(src, dst):
@@ -116,7 +116,7 @@ def test_a_kill_anywhere_in_a_save_then_resume_equals_the_uninterrupted_run(tmp_
         assert state.keys() == expected.keys()
         assert all(torch.equal(state[k], expected[k]) for k in expected), f"kill at {point} (half {cut}) diverges"
         assert _metrics(run / "left") == expected_metrics
-        assert not list((run / "left").glob(".*tmp*")) and not (run / "left" / PENDING).exists()
+        assert not list((run / "left").glob(".*.part")) and not (run / "left" / PENDING).exists()
         handled += 1
     assert not _killed(monkeypatch, half, tmp_path / "unused", 2, 12, False), "the cases cover every operation"
     assert handled == len(cases) == 13
@@ -137,7 +137,7 @@ def test_recover_rolls_a_committed_save_forward_and_discards_an_uncommitted_one(
     _save(tmp_path, 2, b"two")
     (tmp_path / PENDING).mkdir()
     (tmp_path / PENDING / "a.bin").write_bytes(b"half of step four")  # killed before the commit
-    (tmp_path / ".a.bin.tmp123").write_bytes(b"left over")
+    (tmp_path / ".a.bin.123.x1y2z3w4.part").write_bytes(b"left over")
     assert recover(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin", MANIFEST]
     _save(tmp_path / "next", 4, b"four")  # a committed step 4, moved half way when killed
@@ -229,7 +229,7 @@ def _flip(data: bytes) -> bytes:
 
 def test_load_checkpoint_checks_the_run_manifest(trained, tmp_path):
     run = shutil.copytree(trained, tmp_path / "run")
-    load_checkpoint(run / CHECKPOINT_FILE)
+    create_model(run / CHECKPOINT_FILE)
     (run / CHECKPOINT_FILE).write_bytes(_flip((run / CHECKPOINT_FILE).read_bytes()))
     with pytest.raises(ValueError, match=f"{CHECKPOINT_FILE} does not match its sha256"):
-        load_checkpoint(run / CHECKPOINT_FILE)
+        create_model(run / CHECKPOINT_FILE)

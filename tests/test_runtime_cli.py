@@ -128,13 +128,18 @@ def test_single_file_to_named_output(model, tmp_path):
     (["{src}", "a bird", "--model", "{model}", "--precision", "fp8"], "precision must be one of", 2),
     (["{src}", "a bird", "--model", "{model}", "--fit", "bogus"], "--fit must be one of", 2),
     (["{src}", "a bird", "--model", "{model}", "--backend", "cuda"], "--backend must be one of", 2),
-    (["{src}", "a bird", "--model", "{model}", "--batch", "0"], "batch must be >= 1", 2),
+    (["{src}", "a bird", "--model", "{model}", "--batch", "0"], "batch must be between 1 and 1024", 2),
+    (["{src}", "a bird", "--model", "{model}", "--batch", "1099511627776"], "batch must be between 1 and", 2),
     (["{src}", "a bird", "--model", "{model}", "--batch", "many"], "Invalid value for '--batch'", 2),
     (["{src}", "a bird", "--model", "{model}", "--outscale", "0"], "outscale must be a positive", 2),
     (["{src}", "a bird", "--model", "{model}", "--outscale", "nan"], "outscale must be a positive", 2),
     (["{src}", "a bird", "--model", "{model}", "--no-such-flag"], "No such option", 2),
     (["{src}"], "Missing argument 'prompt'", 2),
     (["{src}", "a bird", "--model", "{model}", "--overwrite", "--skip-existing"], "contradict", 2),
+    (["{src}", "a bird", "--model", "{model}", "--threads", "-1"], "--threads must be between 1 and 1024", 2),
+    (["{src}", "a bird", "--model", "{model}", "--threads", "1099511627776"], "--threads must be between", 2),
+    (["{src}", "a bird", "--server", "http://[::1"], "is not a URL", 2),
+    (["{src}", "a bird", "--model", "{model}", "--suffix", "/../../escaped"], "not a path", 2),
 ])
 def test_errors_are_one_line(model, tmp_path, args, message, status):
     pytest.importorskip("onnxruntime")
@@ -354,3 +359,64 @@ def test_animated_gif_says_only_the_first_frame_is_used(model, tmp_path):
     result = _cli(tmp_path / "anim.gif", "a bird", "--model", model, "--ext", "png")
     assert result.exit_code == 0
     assert "warning: " in result.stderr and "3 frames (animated or multi-page): only the first" in result.stderr
+
+
+# --- outputs stay where they were planned, and are never replaced unasked ------------------------------
+
+def test_a_suffix_cannot_lead_outside_the_output_folder(model, tmp_path):
+    folder = tmp_path / "in"
+    _png(folder / "bird.png")
+    victim = tmp_path / "escaped.png"
+    victim.write_bytes(b"keep me")
+    result = _cli(folder, "a bird", "--model", model, "-o", tmp_path / "out", "--suffix", "/../../escaped")
+    assert result.exit_code == 2 and "must be part of a file name" in _error_lines(result)[0]
+    assert victim.read_bytes() == b"keep me" and not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_linked_elsewhere_is_refused(model, tmp_path):
+    src = _png(tmp_path / "in" / "sub" / "bird.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sub").symlink_to(elsewhere)
+    result = _cli(src.parent.parent, "a bird", "--model", model, "-o", tmp_path / "out", "-r")
+    assert result.exit_code == 2 and "resolves outside" in _error_lines(result)[0]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_output_that_appears_while_the_run_works_is_kept(model, tmp_path, monkeypatch):
+    from clipsr_runtime.upscaler import Upscaler
+
+    src = _png(tmp_path / "bird.png")
+    dst = tmp_path / "bird_x4.png"
+    real = Upscaler.upscale_image
+
+    def racing(self, image, prompt, progress=None):  # another clipsr-run finishes the same output first
+        dst.write_bytes(b"the other run's result")
+        return real(self, image, prompt, progress)
+
+    monkeypatch.setattr(Upscaler, "upscale_image", racing)
+    result = _cli(src, "a bird", "--model", model, "--backend", "ort-cpu")
+    assert result.exit_code == 1 and "appeared while this image was being upscaled" in _error_lines(result)[0]
+    assert dst.read_bytes() == b"the other run's result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bird.png", "bird_x4.png"]  # no temporary file
+    dst.unlink()
+    result = _cli(src, "a bird", "--model", model, "--backend", "ort-cpu", "--overwrite")
+    assert result.exit_code == 0 and Image.open(dst).size == (64, 64)  # --overwrite replaces it
+
+
+def test_a_killed_runs_partial_files_are_removed_by_the_next_run(model, tmp_path):
+    folder = tmp_path / "in"
+    _png(folder / "bird.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    stale = out / f".bird_x4.png.{dead}.k3j2h1g0.part"
+    live = out / f".bird_x4.png.{os.getpid()}.a1b2c3d4.part"  # a writer still running keeps its file
+    other = out / f".notes.txt.{dead}.a1b2c3d4.part"  # not an output of this run
+    for path in (stale, live, other):
+        path.write_bytes(b"half")
+    result = _cli(folder, "a bird", "--model", model, "-o", out, "--backend", "ort-cpu")
+    assert result.exit_code == 0 and "removed 1 partial file(s)" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, other.name, "bird_x4.png"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
     target.write_bytes(b"previous")
 
     def broken_save(self, fp, *args, **kwargs):
-        fp.write(b"half an image")
+        Path(fp).write_bytes(b"half an image")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
@@ -268,3 +269,27 @@ def test_before_decode_sees_the_oriented_header_size(tmp_path):
 
     with pytest.raises(ValueError, match=r"r\.jpg: too big for me"):
         read_image(tmp_path / "r.jpg", before_decode=refuse)
+
+
+def test_a_cielab_tiff_keeps_its_colours(tmp_path):
+    from PIL import ImageCms
+
+    colours = np.array([[[128, 128, 128], [200, 30, 30]], [[30, 160, 60], [20, 40, 220]]], np.uint8)
+    to_lab = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+    ImageCms.applyTransform(Image.fromarray(colours), to_lab).save(tmp_path / "lab.tif")
+    assert Image.open(tmp_path / "lab.tif").mode == "LAB"
+    loaded = read_image(tmp_path / "lab.tif")
+    assert np.abs((loaded.rgb + 1) * 127.5 - colours).max() < 8 and not loaded.grayscale  # 8-bit LAB steps
+
+
+def test_32_bit_integer_images_fit_16_bits_or_are_refused(tmp_path):
+    levels = np.array([[0, 1000], [40000, 65535]], np.int32)
+    Image.fromarray(levels, "I").save(tmp_path / "fits.tif")
+    loaded = read_image(tmp_path / "fits.tif")
+    assert loaded.bit_depth == 16 and np.allclose((loaded.rgb[..., 0] + 1) / 2 * 65535, levels, atol=0.5)
+    Image.fromarray(levels * 4, "I").save(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match=r"wide.tif: .*values in \[0, 262140\], outside 16 bits"):
+        read_image(tmp_path / "wide.tif")
+    Image.fromarray(levels - 5, "I").save(tmp_path / "negative.tif")
+    with pytest.raises(ValueError, match=r"values in \[-5, 65530\]"):
+        read_image(tmp_path / "negative.tif")

@@ -118,6 +118,8 @@ CASES = [
     ("value_range", [math.nan, 1.0], "value_range must be two finite numbers"),
     ("value_range", [1.0, -1.0], "value_range must be two finite numbers"),
     ("value_range", [-1, 10**400], "value_range must be two finite numbers"),
+    ("value_range", [0, 1e-300], r"value_range must be two finite numbers .* least 0.001 above low"),
+    ("value_range", [-1e300, 1e300], r"value_range must be two finite numbers \[low, high\] within \+-1e\+06"),
     ("scale", 3, "scale 3 does not divide hr_size 64"),
     # lists (or scalars) where objects belong
     ("tokenizer", [], "tokenizer must be an object, got a list"),
@@ -126,6 +128,11 @@ CASES = [
     ("generator.files", ["generator.onnx"], "generator.files must be an object, got a list"),
     ("text_encoder.outputs", [], "text_encoder.outputs must be an object, got a list"),
     ("source", "me", "source must be an object"),
+    # the optional model card
+    ("model_card", "CUB", "model_card must be an object, got a string"),
+    ("model_card", {"licence": 1}, "model_card.licence must be a string, got an integer"),
+    ("model_card", {"scale": 8}, "model_card.scale 8 does not match the folder's scale 4"),
+    ("model_card", {"lr_size": 64}, "model_card.lr_size 64 does not match the folder's lr_size 16"),
 ]
 
 
@@ -171,6 +178,8 @@ def test_paths_through_symlinks_must_stay_inside(valid, tmp_path):
         (copy_dir / MANIFEST).write_text(json.dumps(broken))
         with pytest.raises(ManifestError, match=f"{name} resolves outside the folder"):
             load_manifest(copy_dir)
+    for name in ("link.txt", "loop"):
+        (copy_dir / name).unlink()  # unlisted files are refused on their own
     inner = copy_dir / "alias.onnx"  # a symlink that stays inside is an ordinary file name
     inner.symlink_to(copy_dir / "generator.onnx")
     ok = _set(_set(data, "generator.files.fp32", "alias.onnx"), ("files", "alias.onnx"),
@@ -190,6 +199,7 @@ def test_every_listed_file_is_verified_even_when_unused(valid, tmp_path):
     (copy_dir / MANIFEST).write_text(json.dumps(_set(data, ("files", "notes.txt"), {"sha256": "0" * 64})))
     with pytest.raises(ManifestError, match="notes.txt does not match its sha256"):
         Upscaler(copy_dir, backend="ort-cpu")  # fp32 run: neither notes.txt nor the fp16 files are used
+    extra.unlink()  # an unlisted file is refused on its own
     (copy_dir / MANIFEST).write_text(json.dumps(data))
     half = bytearray((copy_dir / "generator.fp16.onnx").read_bytes())
     half[-1] ^= 0xFF
@@ -210,6 +220,76 @@ def test_json_that_is_not_a_manifest(valid, tmp_path):
         load_manifest(tmp_path)
 
 
+def test_an_integer_over_pythons_digit_limit_names_the_file(valid, tmp_path):
+    folder = _linked_copy(valid[0], tmp_path / "m")
+    (folder / MANIFEST).unlink()
+    text = json.dumps(valid[1]).replace('"scale": 4', '"scale": 1' + "0" * 5000)
+    (folder / MANIFEST).write_text(text)
+    with pytest.raises(ManifestError, match=f"{folder / MANIFEST} is not valid JSON .*4300 digits"):
+        load_manifest(folder)
+
+
+def test_model_json_linked_from_outside_the_folder_is_refused(valid, tmp_path):
+    folder = _linked_copy(valid[0], tmp_path / "m")
+    (folder / MANIFEST).unlink()
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(json.dumps(valid[1]))
+    (folder / MANIFEST).symlink_to(outside)
+    with pytest.raises(ManifestError, match="model.json resolves outside the folder"):
+        load_manifest(folder)
+
+
+def test_a_file_the_manifest_does_not_list_is_refused(valid, tmp_path):
+    """An ONNX graph may keep its weights in further files (external data): a backend would read such
+    a file unverified, so a folder holding an unlisted file is refused."""
+    import onnx
+
+    folder = _linked_copy(valid[0], tmp_path / "m")
+    graph = onnx.load(str(folder / "generator.onnx"))
+    (folder / "generator.onnx").unlink()
+    onnx.save(graph, str(folder / "generator.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="generator.weights", size_threshold=0)
+    data = copy.deepcopy(valid[1])
+    data["files"]["generator.onnx"] = {"sha256": _sha256(folder / "generator.onnx")}
+    (folder / MANIFEST).unlink()
+    (folder / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="generator.weights is not listed in model.json"):
+        load_manifest(folder)
+    data["files"]["generator.weights"] = {"sha256": _sha256(folder / "generator.weights")}
+    (folder / MANIFEST).write_text(json.dumps(data))
+    assert load_manifest(folder).files["generator.weights"]  # listed and verified: fine
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_external_data_outside_the_folder_is_refused_by_every_backend(valid, tmp_path, backend):
+    import onnx
+
+    pytest.importorskip(backend.split("-")[0].replace("ort", "onnxruntime"))
+    folder = _linked_copy(valid[0], tmp_path / "m")
+    model = onnx.load(str(folder / "generator.onnx"))
+    proj = next(t for t in model.graph.initializer if t.name == "proj")
+    (tmp_path / "outside.bin").write_bytes(proj.raw_data)
+    proj.ClearField("raw_data")
+    for key, value in (("location", "../outside.bin"), ("offset", "0"), ("length", "96")):
+        entry = proj.external_data.add()
+        entry.key, entry.value = key, value
+    proj.data_location = onnx.TensorProto.EXTERNAL
+    (folder / "generator.onnx").unlink()
+    (folder / "generator.onnx").write_bytes(model.SerializeToString())
+    data = _set(valid[1], ("files", "generator.onnx"), {"sha256": _sha256(folder / "generator.onnx")})
+    (folder / MANIFEST).unlink()
+    (folder / MANIFEST).write_text(json.dumps(data))
+    refusal = r"generator.onnx: .* cannot load it \(.*(escapes model directory|outside the base)"
+    with pytest.raises(ValueError, match=refusal):
+        Upscaler(folder, backend=backend)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_cli_reports_a_malformed_folder_as_one_line(valid, tmp_path):
     folder, data = valid
     _linked_copy(folder, tmp_path)
@@ -224,6 +304,14 @@ def test_cli_reports_a_malformed_folder_as_one_line(valid, tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(errors) == 1 and "tokenizer.vocab '/etc/passwd' is an absolute path" in errors[0]
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png") == ["in.png"]
+
+
+def test_a_model_card_loads_and_a_folder_without_one_still_does(valid):
+    folder, data = valid
+    assert "model_card" not in data
+    card = {"architecture": "clip-sr-reference", "licence": "unknown", "source": "their repository",
+            "scale": data["scale"], "lr_size": data["hr_size"] // data["scale"], "parameters": {"generator": 1}}
+    assert parse_manifest(folder, _set(data, "model_card", card)).scale == data["scale"]
 
 
 def test_a_format_1_folder_still_loads(tmp_path):

@@ -64,3 +64,11 @@ def test_missing_or_unknown_prompt_file_is_a_usage_error(tmp_path):
         load_prompts(tmp_path / "missing.csv")
     with pytest.raises(OptionError, match="use a .csv or .jsonl"):
         load_prompts(_file(tmp_path, "p.txt", "a.png a bird\n"))
+
+
+@pytest.mark.parametrize("line, why", [("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+                                       ('{"image": "a.png", "prompt": ' + "1" * 5001 + "}", "4300 digits")])
+def test_jsonl_that_python_cannot_parse_names_the_file_and_line(tmp_path, line, why):
+    path = _file(tmp_path, "p.jsonl", '{"image": "b.png", "prompt": "a bird"}\n' + line + "\n")
+    with pytest.raises(ValueError, match=f"prompt file {path}, line 2: invalid JSON .*{why}"):
+        load_prompts(path)

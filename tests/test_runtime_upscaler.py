@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 
 from clipsr_runtime.backends import BackendUnavailableError, create_backend, resolve_backend_name
 from clipsr_runtime.backends.tensorrt import engine_cache_key, engine_file_name, unavailable_reason
+from clipsr_runtime.errors import OptionError
 from clipsr_runtime.manifest import default_model_dir, load_manifest
 from clipsr_runtime.upscaler import Upscaler
 from runtime_fixtures import make_model_dir
@@ -347,3 +349,87 @@ def test_trt_backend_close_frees_buffers_and_stream(monkeypatch):
     assert len(freed) == 4 and destroyed == [99]  # nothing freed twice
     with pytest.raises(BackendClosedError, match="trt backend was closed"):
         backend.run_text(np.zeros((1, 77), np.int32))
+
+
+# --- backends own their lifecycle -----------------------------------------------------------------
+
+def _backends_here() -> list[str]:
+    from clipsr_runtime.backends.openvino import installed
+
+    return ["auto", "ort-cpu"] + ["openvino"] * installed()
+
+
+@pytest.mark.parametrize("backend", _backends_here())
+def test_every_backend_closes_as_a_context_manager(model, backend):
+    from clipsr_runtime.backends import BackendClosedError
+
+    with Upscaler(model, backend=backend) as up:
+        assert up.upscale(np.zeros((16, 16, 3), np.uint8), "a bird").size == (64, 64)
+    with pytest.raises(BackendClosedError, match="backend was closed"):
+        up.backend.run_text(np.zeros((1, 77), np.int32))
+    up.close()  # twice is fine
+    Upscaler(model, backend=backend).close()
+
+
+def test_every_backend_inherits_the_one_base_class():
+    from clipsr_runtime.backends import Backend
+    from clipsr_runtime.backends.openvino import OpenVinoBackend
+    from clipsr_runtime.backends.ort import OrtBackend
+    from clipsr_runtime.backends.tensorrt import TrtBackend
+
+    assert all(issubclass(cls, Backend) for cls in (OrtBackend, OpenVinoBackend, TrtBackend))
+
+    class Forgetful(Backend):  # says how to run but not how to free
+        def _run_text(self, tokens):
+            return tokens
+
+        def _run_generator(self, lr, text_embedding):
+            return lr
+
+    with pytest.raises(TypeError, match="_release"):
+        Forgetful("forgetful", "fp32")
+
+
+@pytest.mark.parametrize("backend", [b for b in _backends_here() if b != "auto"])
+def test_a_manifest_calling_a_fixed_input_dynamic_is_refused_at_load(tmp_path, backend):
+    folder = make_model_dir(tmp_path / "m", dynamic=False)
+    _edit_manifest(folder, generator={**json.loads((folder / "model.json").read_text())["generator"],
+                                      "inputs": {"lr": {"shape": ["batch", 3, "h", "w"], "dtype": "float32"},
+                                                 "text_embedding": {"shape": ["batch", 8], "dtype": "float32"}}})
+    with pytest.raises(ValueError, match=r"generator.onnx: the graph's input lr has shape \['\?', 3, 16, 16\]"):
+        Upscaler(folder, backend=backend)
+
+
+def test_upscale_file_refuses_to_replace_its_input_by_any_name(upscaler, tmp_path):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(src)
+    before = src.read_bytes()
+    (tmp_path / "link.png").symlink_to(src)
+    os.link(src, tmp_path / "hard.png")
+    for dst in (src, tmp_path / "sub" / ".." / "a.png", tmp_path / "link.png", tmp_path / "hard.png"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(ValueError, match="writing it would destroy the input"):
+            upscaler.upscale_file(src, dst, "a bird")
+    assert src.read_bytes() == before
+
+
+def test_upscale_file_without_overwrite_keeps_an_existing_output(upscaler, tmp_path):
+    src, dst = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(src)
+    dst.write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError, match="kept"):
+        upscaler.upscale_file(src, dst, "a bird", overwrite=False)
+    assert dst.read_bytes() == b"someone else's"
+    assert upscaler.upscale_file(src, dst, "a bird") == dst and Image.open(dst).size == (64, 64)
+
+
+def test_plan_of_an_absurd_size_is_refused_at_once(upscaler):
+    with pytest.raises(ValueError, match="over the limit"):
+        upscaler.plan(10**12, 10**12)
+
+
+@pytest.mark.parametrize("threads", [-1, 0, 1 << 40])
+def test_thread_counts_are_checked_before_any_backend_sees_them(model, threads):
+    for backend in _backends_here():
+        with pytest.raises(OptionError, match="threads must be between 1 and 1024"):
+            Upscaler(model, backend=backend, threads=threads)

@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from clipsr.clip import load_clip
-from clipsr.config import get_config
+from clipsr.factory import get_config
 from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
                                            text_probe)

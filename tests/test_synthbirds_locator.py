@@ -5,9 +5,9 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from clipsr.checkpoint import load_checkpoint, save_checkpoint
+from clipsr.checkpoint import save_checkpoint
+from clipsr.factory import create_model
 from clipsr.locator import PartLocator
-from clipsr.model import build_model
 from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.dataset import part_label_map
 from clipsr.synthbirds.locator_stage import (load_or_render_cache, locator_iou, render_cache, train_locator,
@@ -46,9 +46,9 @@ def test_training_on_the_cache_lowers_the_loss_and_leaves_the_locator_frozen():
 
 def test_warm_start_copies_every_matching_weight_and_names_the_rest(tmp_path):
     torch.manual_seed(0)
-    source = build_model("tiny", 16, text_palette=4)
+    source = create_model("tiny", scale=16, text_palette=4)
     path = save_checkpoint(source, tmp_path / "source.safetensors")
-    target = build_model("tiny", 16, text_palette=4, up_width=8)  # another upsampler width: those do not match
+    target = create_model("tiny", scale=16, text_palette=4, up_width=8)  # another upsampler width: those do not match
     missing = warm_start(target, path)
     assert missing and all(k.startswith(("generator.upsampler", "generator.palette")) or "locator" not in k
                            for k in missing)
@@ -60,12 +60,12 @@ def test_warm_start_copies_every_matching_weight_and_names_the_rest(tmp_path):
 
 def test_cli_trains_the_locator_of_a_checkpoint_and_refuses_bad_arguments(tmp_path):
     torch.manual_seed(0)
-    start = save_checkpoint(build_model("synthbirds", 16), tmp_path / "start.safetensors")
+    start = save_checkpoint(create_model("synthbirds", scale=16), tmp_path / "start.safetensors")
     out = tmp_path / "locator.safetensors"
     result = CliRunner().invoke(app, ["locator", "-o", str(out), "--start", str(start), "--birds", "8", "--steps", "2"])
     assert result.exit_code == 0, result.output
     assert "val IoU crown" in result.output and (tmp_path / "locator_val.safetensors").is_file()
-    before, after = load_checkpoint(start), load_checkpoint(out)
+    before, after = create_model(start), create_model(out)
     assert not torch.equal(before.generator.locator.out.weight, after.generator.locator.out.weight)
     torch.testing.assert_close(before.generator.refine[0].conv1.weight, after.generator.refine[0].conv1.weight)
     both = CliRunner().invoke(app, ["locator", "-o", str(out), "--start", str(start), "--clip", str(start)])
@@ -76,13 +76,13 @@ def test_cli_trains_the_locator_of_a_checkpoint_and_refuses_bad_arguments(tmp_pa
 
 def test_cli_warm_start_builds_another_preset_around_a_checkpoints_weights(tmp_path):
     torch.manual_seed(0)
-    start = save_checkpoint(build_model("synthbirds", 16), tmp_path / "start.safetensors")
+    start = save_checkpoint(create_model("synthbirds", scale=16), tmp_path / "start.safetensors")
     out = tmp_path / "notext.safetensors"
     result = CliRunner().invoke(app, ["warm-start", str(start), "-o", str(out), "--preset", "tiny",
                                       "--set", "generator.use_text=false"])
     assert result.exit_code == 0 and "0 weights not in" in result.output, result.output
-    model = load_checkpoint(out)
+    model = create_model(out)
     assert model.generator.palette is None and not model.config.generator.use_text
-    torch.testing.assert_close(model.generator.refine[0].conv1.weight, load_checkpoint(start).generator.refine[0].conv1.weight)
+    torch.testing.assert_close(model.generator.refine[0].conv1.weight, create_model(start).generator.refine[0].conv1.weight)
     missing = CliRunner().invoke(app, ["warm-start", str(tmp_path / "none.safetensors"), "-o", str(out)])
     assert missing.exit_code != 0 and "no checkpoint at" in missing.output

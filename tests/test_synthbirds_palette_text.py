@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipsr.model import build_model
+from clipsr.factory import create_model
 from clipsr.synthbirds.colours import ANCHORS, NAMES
 from clipsr.synthbirds.palette_text import caption_targets, fit_palette_text, palette_text_inputs
 
@@ -19,7 +19,7 @@ def test_caption_targets_are_the_named_anchors():
 
 def test_fitting_teaches_the_reader_and_nothing_else():
     torch.manual_seed(0)
-    model = build_model("synthbirds", 16).eval()
+    model = create_model("synthbirds", scale=16).eval()
     captions = ["this bird has a red crown", "this bird has a blue crown", "a bird with yellow wings"]
     colours, named = caption_targets(captions)
 
@@ -34,4 +34,4 @@ def test_fitting_teaches_the_reader_and_nothing_else():
     assert colour_error() < 0.8 * before
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items()), "only the reader moves"
     with pytest.raises(ValueError, match="no text palette"):
-        fit_palette_text(build_model("tiny", 16), steps=1)
+        fit_palette_text(create_model("tiny", scale=16), steps=1)

@@ -88,7 +88,7 @@ def test_init_fine_tunes_from_a_checkpoint_with_its_own_config(tmp_path):
     assert any("palette" in k for k in learned), "the palette comes from the checkpoint's config, not the preset"
     _assert_same({k: start[k] for k in learned}, {k: after[k] for k in learned})
     assert json.loads((tuned / METRICS_FILE).read_text().splitlines()[0])["step"] == 1
-    with pytest.raises(ValueError, match="--init takes the model config"):
+    with pytest.raises(ValueError, match="carries its model config"):
         _train(tmp_path / "bad", steps=1, init=str(base / CHECKPOINT_FILE), model={"generator.use_text": False})
     with pytest.raises(CheckpointError, match="not 8x"):
         _train(tmp_path / "bad", steps=1, init=str(base / CHECKPOINT_FILE), scale=8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,8 @@ def test_clipsr_triton_writes_the_repository_and_prints_it(tmp_path):
     (["{model}", "{tmp}/repo", "--platform", "onnx"], "platform must be one of", 2),
     (["{model}", "{tmp}/repo", "--platform", "python", "--ort-trt", "fp16"], "ONNX Runtime backend option", 2),
     (["{model}", "{tmp}/repo", "--max-batch", "0"], "must be >= 1", 2),
+    (["{model}", "{tmp}/repo", "--cpu", "--ort-trt", "fp16"], "accelerator runs on GPUs", 2),
+    (["{model}", "{tmp}/repo", "--platform", "python", "--threads", "-1"], "--threads must be between 1", 2),
     (["{model}", "{tmp}/repo", "--max-batch", "many"], "Invalid value for '--max-batch'", 2),
     (["{tmp}/nomodel", "{tmp}/repo"], "has no model.json", 1),
     (["{model}", "{tmp}/taken"], "already exists", 1),
@@ -197,7 +200,7 @@ def test_client_errors_are_one_line(server, tmp_path):
         ([src, "a bird", "--server", server.http_url, "--tile", "8"], "takes 16x16 LR tiles", 2),
         ([src, "a bird", "--server", server.http_url, "--tile-pad", "9"], "tile_pad must be in [0, 8]", 2),
         ([src, "a bird", "--server", "ftp://127.0.0.1:1"], "--server must look like", 2),
-        ([src, "a bird", "--server", server.http_url, "--threads", "0"], "must be >= 1", 2),
+        ([src, "a bird", "--server", server.http_url, "--threads", "0"], "--threads must be between 1 and 1024", 2),
         ([src, "a bird", "--server", server.http_url, "--model", MODEL], "--model cannot apply with --server", 2),
         ([src, "a bird", "--server", server.http_url, "--precision", "fp16"], "--precision cannot apply", 2),
         ([src, "a bird", "--server", server.http_url, "-o", src], "overwritten by its own output", 2),
@@ -304,3 +307,54 @@ def test_dynamic_batching_merges_concurrent_requests(server):
     assert executions < inferences  # ... ran in fewer generator calls: batches > 1
     sizes = {b["batch_size"] for b in probe.get_inference_statistics("generator")["model_stats"][0]["batch_stats"]}
     assert max(sizes) > 1
+
+
+def test_a_python_network_step_closes_its_backend_when_triton_unloads_it(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from google.protobuf.json_format import MessageToDict
+
+    from clipsr_runtime.backends import BackendClosedError
+    from clipsr_runtime.triton.steps import NetworkStep
+
+    repo = write_repository(MODEL, tmp_path / "py", ServeOptions(platform="python", gpu=False,
+                                                                  runtime_backend="ort-cpu"))
+    config = MessageToDict(_configs(repo)["text_encoder"], preserving_proto_field_name=True)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    step = NetworkStep()
+    step.initialize({"model_config": json.dumps(config), "model_repository": str(repo / "text_encoder"),
+                     "model_version": "1"})
+    tokens = np.zeros((1, 77), np.int32)
+    assert step.compute(tokens)[0].shape == (1, 64)
+    step.finalize()  # what Triton calls on unload
+    with pytest.raises(BackendClosedError):
+        step.compute(tokens)
+
+
+def test_a_remote_upscaler_closes_its_connections(monkeypatch):
+    from clipsr_runtime.triton import client as triton_client
+
+    closed = []
+
+    class FakeClient:
+        def __init__(self, address):
+            self.address = address
+
+        def is_model_ready(self, name):
+            return True
+
+        def get_model_config(self, name):
+            return {"max_batch_size": 4, "input": [{"name": "IMAGE", "dims": [16, 16, 3]}],
+                    "output": [{"name": "SR_IMAGE", "dims": [256, 256, 3]}]}
+
+        def close(self):
+            closed.append(self.address)
+
+    fake = types.SimpleNamespace(InferenceServerClient=FakeClient)
+    monkeypatch.setattr(triton_client, "_client_module", lambda protocol: fake)
+    with triton_client.RemoteUpscaler("http://localhost:8000") as remote:
+        assert remote.manifest.scale == 16
+    assert closed == ["localhost:8000"]
+    remote.close()  # twice is fine
+    assert closed == ["localhost:8000"]

@@ -28,9 +28,9 @@ def test_rows_are_partitions_of_unity_with_edge_taps_clamped():
 
 
 def test_the_generator_keeps_its_checkpoint_keys_and_follows_dtype():
-    from clipsr.model import build_model
+    from clipsr.factory import create_model
 
-    model = build_model("tiny", 16, **{"clip.pretrained": None})
+    model = create_model("tiny", scale=16, **{"clip.pretrained": None})
     assert not any("bicubic" in key for key in model.state_dict())
     assert model.generator.bicubic.matrix.shape == (256, 16)
     assert model.generator.half().bicubic.matrix.dtype == torch.float16

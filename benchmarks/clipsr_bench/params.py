@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 
 from clipsr.clip import load_clip
-from clipsr.config import get_config
+from clipsr.factory import get_config
 from clipsr.model import CLIPSR
 from clipsr.params import parameter_report
 

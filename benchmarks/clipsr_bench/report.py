@@ -33,6 +33,15 @@ def params_table(params: dict) -> Table:
     return t
 
 
+def reference_params_table(counts: dict) -> Table:
+    t = Table(title=f"Parameters of the authors' released generator (total = "
+                    f"{counts['total'] / counts['paper_quoted']:.3f} x the paper's {_m(counts['paper_quoted'])})")
+    for col in ("generator live", "dead in their checkpoint", "CLIP text", "deploy (live + text)", "total"):
+        t.add_column(col, justify="right")
+    t.add_row(*(_m(counts[k]) for k in ("generator_live", "checkpoint_dead", "clip_text", "deploy", "total")))
+    return t
+
+
 def latency_table(result: dict) -> Table:
     """Rows that ran; a caption lists those that did not, with the reason."""
     s = result["settings"]
@@ -120,6 +129,8 @@ def paper_table(result: dict) -> Table:
 def print_report(result: dict, console: Console | None = None) -> None:
     console = console or Console()
     console.print(params_table(result["params"]))
+    if "reference_params" in result:
+        console.print(reference_params_table(result["reference_params"]))
     console.print(latency_table(result))
     console.print(ratios_table(result))
     if result.get("processes"):

@@ -12,8 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clipsr.config import PRESETS, SCALES
+from clipsr.config import SCALES
+from clipsr.factory import list_presets
 from clipsr.model import CLIPSR
+from clipsr.params import reference_report
 from clipsr_bench import ort_options, paper, processes
 from clipsr_bench.flops import count_flops
 from clipsr_bench.params import parameter_section
@@ -42,8 +44,8 @@ class Settings:
     peak_runs: int = 5
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.preset not in list_presets():
+            raise ValueError(f"--preset must be one of {', '.join(list_presets())}, got {self.preset!r}")
         if self.scale not in SCALES:
             raise ValueError(f"--scale must be one of {SCALES}, got {self.scale}")
         if not self.batches or min(self.batches) < 1:
@@ -212,15 +214,17 @@ def flops_section(model: CLIPSR, inputs: Inputs, rows: dict, settings: Settings)
             "achieved_fraction_generator": achieved, "achieved_at_batch": int(bn)}
 
 
-def paper_section(params: dict, rows: dict, settings: Settings) -> dict:
-    """The paper's quoted rows and ours: the paper-convention count and our fastest end-to-end row."""
+def paper_section(counts: dict, rows: dict, settings: Settings) -> dict:
+    """The paper's quoted rows and ours: our count beside theirs (the paper convention; for the authors'
+    generator, everything their checkpoint and the text tower hold) and what a deployment carries, with
+    our fastest end-to-end row."""
     ours = []
     done = {k: r for k, r in rows.items() if r["status"] == "ok"}
     if done:
         best = min(done, key=lambda k: done[k]["end_to_end_ms"])
-        counts = params["per_preset"][settings.preset][str(settings.scale)]
         device = machine_label(done[best]["device"])
-        for label, key in (("paper convention", "paper_convention"), ("deploy", "deploy")):
+        whole = ("total", "total") if "total" in counts else ("paper convention", "paper_convention")
+        for label, key in (whole, ("deploy", "deploy")):
             ours.append({"method": f"CLIP-SR {settings.preset} ({label})", "params": counts[key],
                          "ms_per_image": done[best]["end_to_end_ms"], "device": device,
                          "source": f"measured ({best}, {settings.scale}x, batch {settings.batches[0]})"})
@@ -244,8 +248,12 @@ def run_suite(settings: Settings, on_step: Callable[[str], None] = lambda step: 
     result = {"machine": machine_info(), "settings": {**settings.__dict__, "batches": list(settings.batches),
                                                  "backends": list(settings.backends)}}
     on_step("parameter counts")
-    result["params"] = parameter_section([settings.preset], SCALES, settings.scale)
     model, _ = load_model(None, settings.preset, settings.scale, True)
+    if model.config.architecture == "reference":
+        result["params"] = parameter_section([], SCALES, 16)
+        result["reference_params"] = {**reference_report(model), "paper_quoted": paper.PAPER_CLIPSR_PARAMS}
+    else:
+        result["params"] = parameter_section([settings.preset], SCALES, settings.scale)
     inputs = Inputs(model, max(settings.batches))
     with tempfile.TemporaryDirectory(prefix="clipsr-bench-") as tmp:
         work = Path(tmp)
@@ -268,6 +276,7 @@ def run_suite(settings: Settings, on_step: Callable[[str], None] = lambda step: 
             result["processes"] = processes.compare_processes(work / "model", work / "model.safetensors", image,
                                                               PROMPT, work, settings.threads,
                                                               settings.process_runs)
-    result["paper"] = paper_section(result["params"], rows, settings)
+    counts = result.get("reference_params") or result["params"]["per_preset"][settings.preset][str(settings.scale)]
+    result["paper"] = paper_section(counts, rows, settings)
     result["machine"]["load"] = load_section(load_before, os.getloadavg(), os.cpu_count())
     return result

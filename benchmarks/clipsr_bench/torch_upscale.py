@@ -11,12 +11,12 @@ def main(checkpoint: str, image: str, prompt: str, out: str, threads: str) -> No
     import torch
     from PIL import Image
 
-    from clipsr.checkpoint import load_checkpoint
+    from clipsr.factory import create_model
     from clipsr.inference import super_resolve, to_uint8
 
     logging.getLogger().setLevel(logging.ERROR)
     torch.set_num_threads(int(threads))
-    model = load_checkpoint(checkpoint).eval()
+    model = create_model(checkpoint).eval()
     rgb = np.asarray(Image.open(image).convert("RGB"), dtype=np.float32) / 127.5 - 1
     lr = torch.from_numpy(rgb).permute(2, 0, 1)[None]
     Image.fromarray(to_uint8(super_resolve(model, lr, [prompt]))[0]).save(out)

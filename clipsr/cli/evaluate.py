@@ -33,14 +33,14 @@ def evaluate(
     from rich.console import Console
     from tqdm import tqdm
 
-    from ..checkpoint import load_checkpoint
     from ..datasets import build_dataset
     from ..distributed import pick_device
+    from ..factory import create_model
     from ..inference import batches, super_resolve, to_uint8
     from ..metrics.report import evaluate as score, save_grid, summary_table, write_report
 
     dev = pick_device(device)
-    model = load_checkpoint(checkpoint).to(dev).eval()
+    model = create_model(checkpoint).to(dev).eval()
     data = build_dataset(dataset, str(data_root) if data_root else None, split, model.scale, False)
     samples = []
     for items in tqdm(list(batches(data, count, batch_size)), desc="super-resolving", unit="batch"):

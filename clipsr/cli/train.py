@@ -18,7 +18,9 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @app.command(cls=OneLineErrorsCommand)
 def train(
     stage: str = typer.Option("sr", help="sr: CLIP-SR; clip: contrastive pre-training of the preset's CLIP"),
-    preset: str = typer.Option("tiny", help="model preset: tiny, synthbirds (tiny + the text palette of the demo) or paper-b32"),
+    preset: str = typer.Option("tiny", help="model preset (clipsr/model_configs): tiny, synthbirds (tiny + the text "
+                                            "palette of the demo), paper-b32 or cub-reference (the authors' released "
+                                            "generator, 4x)"),
     scale: int = typer.Option(16, help="4, 8 or 16"),
     dataset: str = typer.Option("synthbirds", help="synthbirds, cub, coco, celeba or jsonl"),
     data_root: Optional[Path] = typer.Option(None, help="dataset folder (or .jsonl file)"),

@@ -72,7 +72,7 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
     import torch
 
     from clipsr.clip import load_clip
-    from clipsr.config import get_config
+    from clipsr.factory import get_config
     from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
                                                text_probe)
 
@@ -118,12 +118,12 @@ def proof(checkpoint: Path, out: Path = typer.Option(Path("runs/proof"), "--out"
           no_text: Path = typer.Option(None, help="checkpoint of the no-text variant (Table IV row)"),
           n: int = typer.Option(200, help="test birds"), batch_size: int = 25) -> None:
     """Table IV analogue, text-matters and editability numbers, and a figure, for a 16x checkpoint."""
-    from clipsr.checkpoint import load_checkpoint
+    from clipsr.factory import create_model
     from clipsr.synthbirds.proof import run_proof, to_markdown
 
     with _one_line_errors():
-        full = load_checkpoint(checkpoint).eval()
-        variant = load_checkpoint(no_text).eval() if no_text else None
+        full = create_model(checkpoint).eval()
+        variant = create_model(no_text).eval() if no_text else None
         result = run_proof(full, out, no_text=variant, n=n, batch_size=batch_size)
     typer.echo(to_markdown(result))
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
@@ -133,13 +133,14 @@ def proof(checkpoint: Path, out: Path = typer.Option(Path("runs/proof"), "--out"
 def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write"),
                 steps: int = typer.Option(1000, help="steps of all captions of 64 train birds each")) -> None:
     """Teach a trained checkpoint's text palette to read colours from captions alone (text only, no images)."""
-    from clipsr.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+    from clipsr.checkpoint import read_metadata, save_checkpoint
+    from clipsr.factory import create_model
     from clipsr.synthbirds.palette_text import fit_palette_text
 
     with _one_line_errors():
         if steps < 1:
             raise ValueError(f"--steps must be at least 1, got {steps}")
-        model = load_checkpoint(checkpoint)
+        model = create_model(checkpoint)
         losses = fit_palette_text(model, steps=steps)
         step = read_metadata(checkpoint).get("step", "?")
         save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
@@ -156,7 +157,7 @@ def warm_start_command(start: Path, out: Path = typer.Option(..., "--out", "-o",
     import torch
 
     from clipsr.checkpoint import save_checkpoint
-    from clipsr.model import build_model
+    from clipsr.factory import create_model
     from clipsr.synthbirds.locator_stage import warm_start
     from clipsr.train_config import parse_assignments
 
@@ -164,7 +165,7 @@ def warm_start_command(start: Path, out: Path = typer.Option(..., "--out", "-o",
         if not start.is_file():
             raise FileNotFoundError(f"no checkpoint at {start}")
         torch.manual_seed(0)
-        model = build_model(preset, scale, **parse_assignments(set_))
+        model = create_model(preset, scale=scale, **parse_assignments(set_))
         missing = warm_start(model, start)
         save_checkpoint(model, out, warm_start=str(start))
     typer.echo(f"{len(missing)} weights not in {start}: " + ", ".join(sorted({m.rsplit('.', 2)[0] for m in missing}))
@@ -185,7 +186,8 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
     import torch
 
     from clipsr.checkpoint import read_config, save_checkpoint
-    from clipsr.model import CLIPSR, build_model
+    from clipsr.factory import create_model
+    from clipsr.model import CLIPSR
     from clipsr.synthbirds.locator_stage import load_or_render_cache, locator_iou, train_locator, warm_start
 
     with _one_line_errors():
@@ -203,7 +205,7 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
         else:
             if not clip.is_file():
                 raise FileNotFoundError(f"no CLIP weights at {clip}")
-            model = build_model("synthbirds", 16, **{"clip.pretrained": str(clip)})
+            model = create_model("synthbirds", scale=16, clip_weights=str(clip))
         if model.generator.locator is None:
             raise ValueError("this model has no text palette, so no part locator to train")
         cache_dir = cache or out.parent

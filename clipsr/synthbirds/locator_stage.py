@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from clipsr.data.resize import bicubic_downsample
-from clipsr.atomic import atomic_write
+from clipsr_runtime.atomic import atomic_write
 from clipsr.locator import UPSCALE, PartLocator
 from clipsr.synthbirds.dataset import part_label_map
 from clipsr.synthbirds.render import DESCRIBED_PARTS, render, sample_spec

@@ -6,15 +6,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from clipsr_runtime.backends.base import Backend, BackendClosedError, BackendUnavailableError
+from clipsr_runtime.errors import OptionError
 from clipsr_runtime.manifest import Manifest
 
 BACKENDS = ("auto", "ort", "trt", "ort-cpu", "ort-cuda", "ort-trt", "openvino")
 # INT8 graphs hold ONNX Runtime's dynamic-quantization ops (MatMulInteger...), which native TensorRT does
 # not build: no engines for them, and `auto` never picks TensorRT for them.
 TRT_SKIPS = ("int8",)
+MAX_THREADS = 1024  # far above any CPU this runs on; more would reach the libraries as a raw error
 
-__all__ = ["BACKENDS", "Backend", "BackendClosedError", "BackendUnavailableError", "create_backend",
-           "resolve_backend_name"]
+__all__ = ["BACKENDS", "Backend", "BackendClosedError", "BackendUnavailableError", "check_threads",
+           "create_backend", "resolve_backend_name"]
+
+
+def check_threads(threads: int | None, flag: str = "threads") -> None:
+    """A CPU thread count every backend accepts (None: the library's default)."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise OptionError(f"{flag} must be between 1 and {MAX_THREADS}, got {threads}")
 
 
 def resolve_backend_name(backend: str, precision: str = "fp32") -> str:
@@ -38,6 +46,7 @@ def create_backend(manifest: Manifest, backend: str = "auto", precision: str = "
                    threads: int | None = None, max_batch: int = 8, tile: int | None = None,
                    engine_dir: Path | None = None) -> Backend:
     """Open the model's graphs with the requested (or best available) backend."""
+    check_threads(threads)
     name = resolve_backend_name(backend, precision)
     if name == "trt" and precision in TRT_SKIPS:
         raise ValueError(f"{precision} graphs run on ONNX Runtime (CPU): use --backend ort-cpu or auto")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsr_runtime.backends.base import BackendClosedError, BackendUnavailableError
-from clipsr_runtime.manifest import ENGINES, STAGE_IO, Manifest
+from clipsr_runtime.backends.base import Backend, BackendUnavailableError, check_graph_io
+from clipsr_runtime.manifest import ENGINES, Manifest, Stage
 
 # backend name -> execution providers in preference order (CPU last, as ORT's fallback)
 PROVIDERS = {
@@ -46,14 +46,18 @@ def session_options(name: str, precision: str, threads: int | None = None):
     return options
 
 
-class OrtBackend:
+class OrtBackend(Backend):
     """Two InferenceSessions (text encoder, generator) with the contract's name-based I/O."""
 
     def __init__(self, text_encoder: Path, generator: Path, name: str = "ort-cpu", precision: str = "fp32",
-                 threads: int | None = None, engine_cache: Path | None = None) -> None:
-        """`engine_cache`: where the ort-trt provider keeps its engines (default: next to the graphs)."""
+                 threads: int | None = None, engine_cache: Path | None = None,
+                 declared: dict[str, Stage] | None = None) -> None:
+        """`engine_cache`: where the ort-trt provider keeps its engines (default: next to the graphs);
+        `declared`: the manifest's stages, whose input shapes the graphs must agree with."""
         import onnxruntime as ort
 
+        super().__init__(name, precision)
+        self._text = self._gen = None
         if name not in PROVIDERS:
             raise ValueError(f"unknown ONNX Runtime backend {name!r} ({', '.join(PROVIDERS)})")
         first = PROVIDERS[name][0]
@@ -62,53 +66,40 @@ class OrtBackend:
                 f"backend {name!r} is not available: onnxruntime has no {first} "
                 f"(installed providers: {', '.join(ort.get_available_providers())}; "
                 "for GPUs: pip uninstall onnxruntime && pip install onnxruntime-gpu)")
-        self.name, self.precision = name, precision
         options = session_options(name, precision, threads)
         providers: list = list(PROVIDERS[name])
         if name == "ort-trt":
             cache = str(engine_cache or Path(generator).parent / ENGINES)
             providers[0] = (providers[0], {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
                                            "trt_fp16_enable": precision == "fp16"})
-        self._text = self._session(ort, Path(text_encoder), "text_encoder", options, providers)
-        self._gen = self._session(ort, Path(generator), "generator", options, providers)
+        declared = declared or {}
+        self._text = self._session(ort, Path(text_encoder), "text_encoder", options, providers,
+                                   declared.get("text_encoder"))
+        self._gen = self._session(ort, Path(generator), "generator", options, providers, declared.get("generator"))
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, name: str = "ort-cpu", precision: str = "fp32",
                       threads: int | None = None, engine_dir: Path | None = None) -> OrtBackend:
         return cls(manifest.stage_file("text_encoder", precision), manifest.stage_file("generator", precision),
-                   name, precision, threads, engine_dir or manifest.root / ENGINES)
+                   name, precision, threads, engine_dir or manifest.root / ENGINES,
+                   {"text_encoder": manifest.text_encoder, "generator": manifest.generator})
 
     @staticmethod
-    def _session(ort, path: Path, stage: str, options, providers):
+    def _session(ort, path: Path, stage: str, options, providers, declared: Stage | None):
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad graphs
             raise ValueError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
-        spec = STAGE_IO[stage]
-        have = ({i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()})
-        if have != (set(spec["inputs"]), set(spec["outputs"])):
-            raise ValueError(f"{path}: graph I/O {sorted(have[0])} -> {sorted(have[1])} does not match "
-                             f"model.json {sorted(spec['inputs'])} -> {sorted(spec['outputs'])}")
+        check_graph_io(path, stage, {i.name: i.shape for i in session.get_inputs()},
+                       {o.name for o in session.get_outputs()}, declared)
         return session
 
-    def _open(self, session):
-        if session is None:
-            raise BackendClosedError(f"the {self.name} backend was closed")
-        return session
+    def _run_text(self, tokens: np.ndarray) -> np.ndarray:
+        return self._text.run(["text_embedding"], {"tokens": tokens})[0]
 
-    def run_text(self, tokens: np.ndarray) -> np.ndarray:
-        return self._open(self._text).run(["text_embedding"], {"tokens": tokens.astype(np.int32)})[0]
+    def _run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
+        return self._gen.run(["sr"], {"lr": lr, "text_embedding": text_embedding})[0]
 
-    def run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
-        feed = {"lr": lr.astype(np.float32), "text_embedding": text_embedding.astype(np.float32)}
-        return self._open(self._gen).run(["sr"], feed)[0]
-
-    def close(self) -> None:
+    def _release(self) -> None:
         """Drop both sessions (ONNX Runtime frees their memory, GPU memory included, with them)."""
         self._text = self._gen = None
-
-    def __enter__(self) -> OrtBackend:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from clipsr_runtime.atomic import atomic_write
-from clipsr_runtime.backends.base import BackendClosedError, BackendUnavailableError
+from clipsr_runtime.backends.base import Backend, BackendUnavailableError, check_graph_io
 from clipsr_runtime.manifest import ENGINES, Manifest
 
 Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
@@ -46,6 +46,17 @@ def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, precisio
 
 def engine_file_name(stage: str, key: str) -> str:
     return f"{stage}-{key[:32]}.engine"
+
+
+def user_cache_dir(*parts: str) -> Path:
+    """clipsr's per-user cache folder (under $XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "clipsr", *parts)
+
+
+def timing_cache_file(trt_version: str, gpu: str) -> Path:
+    """Per-user layer timings, shared by every build on this TensorRT version and GPU (faster rebuilds)."""
+    tag = hashlib.sha256(f"{trt_version}|{gpu}".encode()).hexdigest()[:16]
+    return user_cache_dir("tensorrt", f"timing-{tag}.cache")
 
 
 def unavailable_reason() -> str | None:
@@ -80,11 +91,6 @@ def gpu_name() -> str:
     props = _check(_cudart().cudaGetDeviceProperties(0))
     name = props.name
     return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: fh.write(data))
 
 
 class TrtEngine:
@@ -126,9 +132,10 @@ class TrtEngine:
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
-        _write_atomic(self.path, bytes(serialized))
+        atomic_write(self.path, lambda tmp: tmp.write_bytes(bytes(serialized)))
         if timing_cache is not None:
-            _write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+            timings = bytes(config.get_timing_cache().serialize())
+            atomic_write(timing_cache, lambda tmp: tmp.write_bytes(timings))
 
     def load(self) -> None:
         runtime = self.trt.Runtime(self.logger)
@@ -140,6 +147,10 @@ class TrtEngine:
     def _io(self) -> list[tuple[str, bool]]:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         return [(n, self.engine.get_tensor_mode(n) == self.trt.TensorIOMode.INPUT) for n in names]
+
+    def io_shapes(self, inputs: bool) -> dict[str, list[int]]:
+        """The loaded engine's input (or output) tensors and their shapes, -1 for a free dimension."""
+        return {n: list(self.engine.get_tensor_shape(n)) for n, is_input in self._io() if is_input == inputs}
 
     def _device(self, name: str, nbytes: int) -> int:
         ptr, size = self.buffers.get(name, (0, 0))
@@ -199,11 +210,22 @@ def engine_dir_for(manifest: Manifest) -> Path:
     local = manifest.root / ENGINES
     if os.access(local if local.is_dir() else manifest.root, os.W_OK):
         return local
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "clipsr" / "engines" / manifest.name
+    return user_cache_dir("engines", manifest.name)
 
 
-class TrtBackend:
+def cached_engine(folder: Path, stage: str, onnx_path: Path, onnx_sha256: str, precision: str, shapes: Shapes,
+                  trt_version: str, gpu: str) -> tuple[TrtEngine, str]:
+    """(engine, cache key) for these inputs: the file in `folder` named by the key over everything that
+    invalidates an engine, built (with the timing cache) only when missing. Export and the runtime both
+    call it, so the engines an export writes are the ones the runtime looks for."""
+    key = engine_cache_key(onnx_sha256, trt_version, gpu, precision, shapes)
+    engine = TrtEngine(folder / engine_file_name(stage, key))
+    if not engine.path.is_file():
+        engine.build(onnx_path, shapes, timing_cache=timing_cache_file(trt_version, gpu))
+    return engine, key
+
+
+class TrtBackend(Backend):
     """Text encoder + generator engines, built on first use and cached under their key.
     A context manager; `close()` frees both engines and the CUDA stream."""
 
@@ -214,7 +236,7 @@ class TrtBackend:
             raise BackendUnavailableError(f"backend 'trt' is not available: {reason}")
         import tensorrt as trt
 
-        self.name, self.precision = "trt", precision
+        super().__init__("trt", precision)
         self._text = self._gen = None
         self._stream = 0
         context_length = manifest.tokenizer["context_length"]
@@ -231,28 +253,26 @@ class TrtBackend:
             raise
 
     def _engine(self, manifest: Manifest, stage: str, shapes: Shapes, version: str, folder: Path) -> TrtEngine:
-        onnx_path = manifest.stage_file(stage, self.precision)
         onnx_name = getattr(manifest, stage).files[self.precision]
-        key = engine_cache_key(manifest.sha256(onnx_name), version, gpu_name(), self.precision, shapes)
-        engine = TrtEngine(folder / engine_file_name(stage, key))
-        if not engine.path.is_file():
-            engine.build(onnx_path, shapes)
+        engine, _ = cached_engine(folder, stage, manifest.path(onnx_name), manifest.sha256(onnx_name),
+                                  self.precision, shapes, version, gpu_name())
         engine.load()
+        try:
+            check_graph_io(engine.path, stage, engine.io_shapes(True), set(engine.io_shapes(False)),
+                           getattr(manifest, stage))
+        except ValueError:
+            engine.close()
+            raise
         return engine
 
-    def _open(self, engine: TrtEngine | None) -> TrtEngine:
-        if engine is None or not self._stream:
-            raise BackendClosedError("the trt backend was closed")
-        return engine
+    def _run_text(self, tokens: np.ndarray) -> np.ndarray:
+        return self._text.infer({"tokens": tokens}, self._stream)["text_embedding"]
 
-    def run_text(self, tokens: np.ndarray) -> np.ndarray:
-        return self._open(self._text).infer({"tokens": tokens}, self._stream)["text_embedding"]
+    def _run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
+        return self._gen.infer({"lr": lr, "text_embedding": text_embedding}, self._stream)["sr"]
 
-    def run_generator(self, lr: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
-        return self._open(self._gen).infer({"lr": lr, "text_embedding": text_embedding}, self._stream)["sr"]
-
-    def close(self) -> None:
-        """Free both engines' buffers and the CUDA stream; safe to call twice."""
+    def _release(self) -> None:
+        """Free both engines' buffers and the CUDA stream."""
         engines, self._text, self._gen = (self._text, self._gen), None, None
         for engine in engines:
             if engine is not None:
@@ -260,9 +280,3 @@ class TrtBackend:
         stream, self._stream = self._stream, 0
         if stream:
             _check(_cudart().cudaStreamDestroy(stream))
-
-    def __enter__(self) -> TrtBackend:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()

@@ -25,7 +25,10 @@ DEFAULT_IN_FLIGHT = 8
 
 def parse_url(url: str) -> tuple[str, str]:
     """(protocol, host:port): grpc://host:port is gRPC; http://, or no scheme, is HTTP."""
-    parsed = urlparse(url if "://" in url else f"http://{url}")
+    try:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise OptionError(f"--server {url!r} is not a URL ({exc})") from None
     if parsed.scheme not in ("http", "grpc") or not parsed.netloc:
         raise OptionError(f"--server must look like http://host:8000 or grpc://host:8001, got {url!r}")
     return parsed.scheme, parsed.netloc
@@ -71,6 +74,7 @@ class RemoteUpscaler(Upscaler):
         self.protocol, self._address = parse_url(url)
         self._tritonclient = _client_module(self.protocol)
         self._local = threading.local()  # tritonclient's HTTP client is not thread-safe: one per thread
+        self._clients: list = []  # every thread's client, closed together
         self._timeout = timeout
         self.manifest = self._read_model()
         self._fit_images(fit, tile, tile_pad, batch, outscale, max_pixels, max_output_pixels)
@@ -90,7 +94,15 @@ class RemoteUpscaler(Upscaler):
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = self._tritonclient.InferenceServerClient(self._address)
+            self._clients.append(client)
         return client
+
+    def close(self) -> None:
+        """Close every thread's connection to the server (a later request opens a new one)."""
+        clients, self._clients = self._clients, []
+        self._local = threading.local()
+        for client in clients:
+            client.close()
 
     def _read_model(self) -> RemoteModel:
         try:

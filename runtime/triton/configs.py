@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from clipsr_runtime.backends import check_threads
 from clipsr_runtime.errors import OptionError
 from clipsr_runtime.manifest import Manifest
 from clipsr_runtime.triton.pbtxt import Enum, parameters
@@ -54,6 +55,9 @@ class ServeOptions:
         if self.ort_trt and self.platform != "onnxruntime":
             raise OptionError("the TensorRT execution accelerator is an ONNX Runtime backend option: "
                              "use it with --platform onnxruntime")
+        check_threads(self.threads, "--threads")
+        if self.ort_trt and not self.gpu:
+            raise OptionError("the TensorRT execution accelerator runs on GPUs: drop --ort-trt or --cpu")
 
 
 def _dims(shape: list[Any]) -> list[int]:

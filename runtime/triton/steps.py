@@ -39,6 +39,9 @@ class _Step:
     def compute(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         raise NotImplementedError
 
+    def finalize(self) -> None:
+        """Triton calls it when it unloads the model: free what `setup` opened."""
+
     def _error(self, message: str):
         return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(message))
 
@@ -142,6 +145,9 @@ class NetworkStep(_Step):
         self.backend = create_backend(manifest, backend=p["runtime_backend"], precision=precision,
                                       threads=int(p["threads"]) if "threads" in p else None,
                                       max_batch=self.max_batch, tile=manifest.lr_size)
+
+    def finalize(self) -> None:
+        self.backend.close()
 
     def compute(self, *arrays: np.ndarray) -> tuple[np.ndarray]:
         if self.stage == "text_encoder":
