@@ -9,8 +9,9 @@ upsampler's features, the same choice never became sure enough to paint, so it i
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .upsample import MatrixUpsample
 
 UPSCALE = 4  # logits at 4x the LR size (64x64 at 16x): a part's thin dimension spans 2-3 logit cells
 
@@ -30,8 +31,12 @@ class PartLocator(nn.Module):
 
     The x/y coordinates enter as two extra channels: where a bird's head is says where its crown can be."""
 
-    def __init__(self, lr_size: int, parts: int, width: int = 32, blocks: int = 3):
+    def __init__(self, lr_size: int, parts: int, scale: int = 16, width: int = 32, blocks: int = 3):
         super().__init__()
+        if scale % UPSCALE:
+            raise ValueError(f"the part locator needs a scale that is a multiple of {UPSCALE}, got {scale}")
+        # bilinear to the SR size as two matrix products: ONNX Runtime's Resize kernel is slow on a CPU
+        self.to_sr_size = MatrixUpsample(lr_size * UPSCALE, scale // UPSCALE, "bilinear")
         axis = torch.linspace(-1.0, 1.0, lr_size)
         self.register_buffer("coords", torch.stack(torch.meshgrid(axis, axis, indexing="xy"))[None], persistent=False)
         self.stem = nn.Sequential(nn.Conv2d(5, width, 3, padding=1), nn.LeakyReLU(0.2))
@@ -50,6 +55,6 @@ class PartLocator(nn.Module):
         x = torch.cat([lr, self.coords.expand(lr.shape[0], -1, -1, -1)], dim=1)
         return self.out(self.up(self.blocks(self.stem(x))))
 
-    def choice(self, lr: torch.Tensor, size: int) -> torch.Tensor:
-        """Logits upsampled (bilinear) to the SR size `size`."""
-        return F.interpolate(self(lr), size=(size, size), mode="bilinear", align_corners=False)
+    def choice(self, lr: torch.Tensor) -> torch.Tensor:
+        """Logits upsampled (bilinear) to the SR size."""
+        return self.to_sr_size(self(lr))

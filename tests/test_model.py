@@ -229,7 +229,7 @@ def test_the_part_locator_reads_the_lr_is_frozen_in_the_generator_and_learns_whe
     generator = create_model("tiny", scale=16, text_palette=4).generator
     assert not any(p.requires_grad for p in generator.locator.parameters()), "trained on its own, frozen here"
     assert all(p.requires_grad for p in generator.palette.parameters())
-    locator = PartLocator(lr_size=8, parts=1, width=8, blocks=1)
+    locator = PartLocator(lr_size=8, parts=1, scale=8, width=8, blocks=1)
     lr = torch.rand(16, 3, 8, 8) * 2 - 1
     bright = lr[:, 0] > 0.5                                   # the "part": pixels bright in red
     labels = bright.repeat_interleave(4, 1).repeat_interleave(4, 2).long()
@@ -239,7 +239,7 @@ def test_the_part_locator_reads_the_lr_is_frozen_in_the_generator_and_learns_whe
         torch.nn.functional.cross_entropy(locator(lr), labels).backward()
         optimiser.step()
     with torch.no_grad():
-        assert locator(lr).shape == (16, 2, 32, 32) and locator.choice(lr, 64).shape == (16, 2, 64, 64)
+        assert locator(lr).shape == (16, 2, 32, 32) and locator.choice(lr).shape == (16, 2, 64, 64)
         accuracy = (locator(lr).argmax(1) == labels).float().mean().item()
     assert accuracy > 0.9, accuracy
 
