@@ -43,7 +43,6 @@ class GeneratorConfig:
     prompt_heads: int = 8
     up_width: int = 64
     text_reweight: str = "softmax"   # "softmax" (paper) or "none" (reference code)
-    skip_mismatch: str = "project"   # encoder skip of another width: "project" (1x1 conv) or "drop"
     clip_branch: bool = True         # Table IV ablation: without the CLIP-ViT branch
     use_text: bool = True            # Table IV ablation: text replaced by zeros
     branch_gate_init: float = 0.1    # learnable gate of the CLIP-ViT branch; non-zero so it learns at once
@@ -118,11 +117,14 @@ class ModelConfig:
                 raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
             return kind(**values)
 
+        generator = dict(data.get("generator", {}))
+        if generator.get("skip_mismatch") == "project":  # saved when there was a choice; now the only way
+            del generator["skip_mismatch"]
         return cls(
             preset=data.get("preset", "custom"),
             architecture=data.get("architecture", "clipsr"),
             clip=build(CLIPConfig, data.get("clip", {})),
-            generator=build(GeneratorConfig, data.get("generator", {})),
+            generator=build(GeneratorConfig, generator),
             discriminator=build(DiscriminatorConfig, data.get("discriminator", {})),
         )
 

@@ -19,13 +19,16 @@ class Dist:
         return self.rank == 0
 
 
-def setup(device: torch.device) -> Dist:
-    """Join the process group when started by torchrun (WORLD_SIZE set), else a single process."""
+def setup(device_name: str) -> tuple[Dist, torch.device]:
+    """This process's place in a torchrun job (WORLD_SIZE set; else a single process) and its device:
+    each process of a CUDA job takes the GPU of its local rank."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_name, local_rank)
     if world == 1:
-        return Dist()
+        return Dist(), device
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank=dist.get_rank(), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(rank=dist.get_rank(), world=world, local_rank=local_rank), device
 
 
 def teardown(ctx: Dist) -> None:
@@ -33,12 +36,18 @@ def teardown(ctx: Dist) -> None:
         dist.destroy_process_group()
 
 
-def pick_device(name: str, ctx_local_rank: int | None = None) -> torch.device:
+def barrier(ctx: Dist) -> None:
+    """Wait for every process (nothing to wait for in a single process)."""
+    if ctx.world > 1:
+        dist.barrier()
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """"auto" (CUDA when there is one), "cpu" or "cuda"; CUDA means the GPU `local_rank`."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda":
-        local = ctx_local_rank if ctx_local_rank is not None else int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device("cuda", local)
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     return device

@@ -144,12 +144,9 @@ class Generator(nn.Module):
         self.refine = nn.ModuleList(
             GBlock(text_dim, channels[i], channels[i + 1], size, cfg.text_reweight)
             for i, size in enumerate(cfg.refine_sizes))
-        # Block index -> how its encoder skip joins; a block without an entry gets no skip.
-        self.skip_proj = nn.ModuleDict()
-        for i, (ch, size) in enumerate(zip(cfg.refine_channels, cfg.refine_sizes)):
-            proj = self._skip_projection(ch, size)
-            if proj is not None:
-                self.skip_proj[str(i)] = proj
+        # Block index -> how its encoder skip joins: as it is, or through a 1x1 conv where the widths differ.
+        self.skip_proj = nn.ModuleDict({str(i): self._skip_projection(ch, size)
+                                        for i, (ch, size) in enumerate(zip(cfg.refine_channels, cfg.refine_sizes))})
         self.upsampler = Upsampler(cfg.refine_channels[-1], cfg.up_width, cfg.scale,
                                    text_dim if cfg.up_text else None, cfg.text_reweight)
         if cfg.global_skip not in ("bicubic", "none"):
@@ -170,16 +167,10 @@ class Generator(nn.Module):
         # Start near a flat image (or near bicubic with the global skip), not at the residuals' scale.
         self.upsampler.out.weight.data.mul_(0.1 if self.cfg.global_skip == "none" else 0.01)
 
-    def _skip_projection(self, channels: int, size: int) -> nn.Module | None:
-        """How the encoder skip of `size` joins a G-block output of `channels` (None: left out)."""
+    def _skip_projection(self, channels: int, size: int) -> nn.Module:
+        """How the encoder skip of `size` joins a G-block output of `channels`."""
         skip_ch = self.encoder.widths[size]
-        if skip_ch == channels:
-            return nn.Identity()
-        if self.cfg.skip_mismatch == "project":
-            return nn.Conv2d(skip_ch, channels, 1)
-        if self.cfg.skip_mismatch == "drop":
-            return None
-        raise ValueError(f"skip_mismatch must be 'project' or 'drop', got {self.cfg.skip_mismatch!r}")
+        return nn.Identity() if skip_ch == channels else nn.Conv2d(skip_ch, channels, 1)
 
     def forward(self, lr: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """SR image (B, 3, 256, 256)."""
@@ -195,8 +186,7 @@ class Generator(nn.Module):
             h = self.branch(h, text)
         for i, (block, size) in enumerate(zip(self.refine, self.cfg.refine_sizes)):
             h = block(h, text)
-            if str(i) in self.skip_proj:
-                h = h + self.skip_proj[str(i)](skips[size])
+            h = h + self.skip_proj[str(i)](skips[size])
         features = self.upsampler.features(h, lr_res, text)
         out = self.upsampler.out(features)
         if self.cfg.global_skip == "bicubic":

@@ -116,20 +116,10 @@ def _select_features(state: dict[str, torch.Tensor], features: nn.Module, source
     return {k: state[k] for k in wanted}
 
 
-def weighted_l1(sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean |sr - hr|; with a (B, 1, H, W) `weight`, the weighted mean (weights normalised to sum 1, so
-    the term keeps the size of a plain L1 and lambda/lr settings carry over)."""
-    error = (sr - hr).abs()
-    if weight is None:
-        return error.mean()
-    return (error * weight).sum() / (weight.sum() * error.shape[1])
-
-
-def palette_losses(output, labels: torch.Tensor, colours: torch.Tensor, named: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def palette_losses(output, labels: torch.Tensor, colours: torch.Tensor, named: torch.Tensor) -> dict[str, torch.Tensor]:
     """What a text palette is taught directly, from a generator's `PaletteOutput`:
     - "choice": cross-entropy of the per-pixel choice (B, K + 1, H, W) against part labels (B, H, W; 0 where
-      no named part is), weighted like the L1 term when `weight` is given (the parts are ~1% of the pixels);
+      no named part is);
     - "colour": L1 between the colours read from the text and each named part's true colour (B, K, 3);
     - "named": binary cross-entropy of whether the caption names each part (B, K)."""
     if output.choice is None:
@@ -140,8 +130,7 @@ def palette_losses(output, labels: torch.Tensor, colours: torch.Tensor, named: t
                          f"{output.colours.shape[1]} (generator.text_palette)")
     if int(labels.max()) >= output.choice.shape[1]:
         raise ValueError(f"part labels go up to {int(labels.max())}, the palette has {output.choice.shape[1] - 1} parts")
-    ce = F.cross_entropy(output.choice.float(), labels, reduction="none")
-    choice = ce.mean() if weight is None else (ce * weight[:, 0]).sum() / weight.sum()
+    choice = F.cross_entropy(output.choice.float(), labels)
     colour_error = (output.colours.float() - colours).abs().mean(-1)
     return {"choice": choice,
             "colour": (colour_error * named).sum() / named.sum().clamp(min=1),

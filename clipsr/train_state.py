@@ -1,5 +1,5 @@
-"""Training state beside the model checkpoint: optimiser moments and the step, in safetensors (tensors)
-with the rest as JSON metadata, so resuming never unpickles anything."""
+"""Training state beside the model checkpoint: optimiser moments, the step and the fp16 loss scale, in
+safetensors (tensors) with the rest as JSON metadata, so resuming never unpickles anything."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,8 @@ from .checkpoint import CheckpointError
 STATE_FILE = "train_state.safetensors"
 
 
-def save_train_state(path: Path, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> Path:
+def save_train_state(path: Path, step: int, optimizers: dict[str, torch.optim.Optimizer],
+                     scaler: torch.amp.GradScaler) -> Path:
     tensors: dict[str, torch.Tensor] = {}
     groups: dict[str, list] = {}
     for name, opt in optimizers.items():
@@ -26,13 +27,15 @@ def save_train_state(path: Path, step: int, optimizers: dict[str, torch.optim.Op
         for index, slots in state["state"].items():
             for slot, value in slots.items():
                 tensors[f"{name}.{index}.{slot}"] = value.detach().cpu().contiguous()
-    meta = {"format": "clipsr-train-state", "step": str(step), "param_groups": json.dumps(groups)}
+    meta = {"format": "clipsr-train-state", "step": str(step), "param_groups": json.dumps(groups),
+            "grad_scaler": json.dumps(scaler.state_dict())}
     return atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=meta))
 
 
-def load_train_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]) -> int:
-    """Restore the optimisers in place; returns the step to continue from. The step must be an integer and
-    every moment fit its parameter (shape, finite values), so a bad file fails before any training step."""
+def load_train_state(path: Path, optimizers: dict[str, torch.optim.Optimizer], scaler: torch.amp.GradScaler) -> int:
+    """Restore the optimisers and the loss scaler in place; returns the step to continue from. The step
+    must be an integer and every moment fit its parameter (shape, finite values), so a bad file fails
+    before any training step."""
     if not path.is_file():
         raise CheckpointError(f"no training state to resume from: {path}")
     try:
@@ -53,6 +56,8 @@ def load_train_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]) -
                 if "betas" in group:
                     group["betas"] = tuple(group["betas"])
             opt.load_state_dict({"state": states[name], "param_groups": groups[name]})
+        if scaler.is_enabled():  # a state saved without a scale (an older run, or fp32) starts a fresh one
+            scaler.load_state_dict(json.loads(meta.get("grad_scaler", "{}")) or scaler.state_dict())
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"training state {path} does not fit this model's optimisers ({err})") from err
     return int(meta["step"])

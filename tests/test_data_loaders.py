@@ -245,3 +245,9 @@ def test_malformed_cub_box_line_names_file_and_line(dfgan_cub):
     (dfgan_cub / "CUB_200_2011" / "bounding_boxes.txt").write_text("1 10 5 20 10\n2 0 0 sixty 40\n")
     with pytest.raises(ValueError, match=r"bounding_boxes.txt:2: expected"):
         build_dataset("cub", str(dfgan_cub), "train", 4, True)
+
+
+def test_an_option_no_dataset_takes_is_named_not_a_type_error(tmp_path):
+    (tmp_path / "l.jsonl").write_text(json.dumps({"image": "a.png", "captions": ["x"]}))
+    with pytest.raises(ValueError, match="dataset 'jsonl' has no option 'captions'; its options: hr_size"):
+        build_dataset("jsonl", str(tmp_path / "l.jsonl"), "train", 16, True, captions="first")

@@ -2,10 +2,13 @@
 reaching the image, and clear errors."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from clipsr.blocks import TextPalette, TIFBlock
+from clipsr.config import ModelConfig
 from clipsr.factory import create_model, get_config
 from clipsr.locator import PartLocator
 
@@ -116,9 +119,10 @@ def test_clear_errors(tiny16):
 def test_ablation_switches_are_config():
     no_branch = create_model("tiny", scale=16, clip_branch=False)
     assert no_branch.generator.branch is None
-    drop = create_model("tiny", scale=16, skip_mismatch="drop")
-    project = create_model("tiny", scale=16)
-    assert len(drop.generator.skip_proj) < len(project.generator.skip_proj)
+    every = create_model("tiny", scale=16).generator
+    assert len(every.skip_proj) == len(every.refine), "every G-block gets its encoder skip"
+    saved = {**dataclasses.asdict(every.cfg), "skip_mismatch": "project"}  # when "drop" was the other choice
+    assert ModelConfig.from_dict({"generator": saved}).generator == every.cfg
     no_text = create_model("tiny", scale=16, use_text=False).eval()
     lr = torch.zeros(1, 3, 16, 16)
     with torch.no_grad():

@@ -15,8 +15,8 @@ import torch
 from clipsr.factory import create_model
 from clipsr.metrics_logger import METRICS_FILE, MetricsLogger
 from clipsr.run_folder import MANIFEST, PENDING, RunFolderError, file_sha256, recover, save_step
-from clipsr.train_config import TrainConfig
-from clipsr.train_state import STATE_FILE
+from clipsr.train_config import CONFIG_FILE, SRConfig
+from clipsr.train_state import STATE_FILE, load_train_state, save_train_state
 from clipsr.trainer import CHECKPOINT_FILE, SRTrainer
 
 FAST = dict(preset="tiny", scale=16, dataset="synthbirds", batch_size=2, perceptual=None, log_every=1,
@@ -24,8 +24,8 @@ FAST = dict(preset="tiny", scale=16, dataset="synthbirds", batch_size=2, percept
 KILLED = 17
 
 
-def _cfg(out: Path, steps: int) -> TrainConfig:
-    return TrainConfig(out=str(out), steps=steps, **FAST)
+def _cfg(out: Path, steps: int) -> SRConfig:
+    return SRConfig(out=str(out), steps=steps, **FAST)
 
 
 def _state(run: Path) -> dict[str, torch.Tensor]:
@@ -233,3 +233,22 @@ def test_load_checkpoint_checks_the_run_manifest(trained, tmp_path):
     (run / CHECKPOINT_FILE).write_bytes(_flip((run / CHECKPOINT_FILE).read_bytes()))
     with pytest.raises(ValueError, match=f"{CHECKPOINT_FILE} does not match its sha256"):
         create_model(run / CHECKPOINT_FILE)
+
+
+def test_a_run_folder_saved_when_one_config_served_both_stages_resumes(trained, tmp_path):
+    run = shutil.copytree(trained, tmp_path / "run")
+    config = json.loads((run / CONFIG_FILE).read_text())
+    config.update(betas=[0.0, 0.9], perceptual_fallback="off", clip_lr=5e-4, attribute_loss=0.0)
+    (run / CONFIG_FILE).write_text(json.dumps(config))
+    _rewrite(run / STATE_FILE, lambda meta, tensors: meta.pop("grad_scaler"))  # saved before the loss scale was
+    SRTrainer(_cfg(run, 2), resume=True).train()
+    assert recover(run) == 2 and "betas" not in json.loads((run / CONFIG_FILE).read_text())
+
+
+def test_the_training_state_keeps_the_fp16_loss_scale(tmp_path):
+    # an fp16 run's scale has grown or shrunk by the time it is saved; a resume must not start it afresh
+    weight = torch.nn.Parameter(torch.ones(2))
+    optimizers = {"generator": torch.optim.Adam([weight])}
+    save_train_state(tmp_path / STATE_FILE, 5, optimizers, torch.amp.GradScaler("cpu", init_scale=1024.0))
+    scaler = torch.amp.GradScaler("cpu")
+    assert load_train_state(tmp_path / STATE_FILE, optimizers, scaler) == 5 and scaler.get_scale() == 1024.0

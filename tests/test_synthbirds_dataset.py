@@ -81,20 +81,6 @@ def test_mismatched_lr_keeps_hr_and_caption_true():
         assert not torch.equal(a["lr"], b["lr"])
 
 
-def test_part_weight_marks_exactly_the_described_parts():
-    plain = SynthBirdsDataset("train", count=2, train=False)
-    weighted = SynthBirdsDataset("train", count=2, train=False, part_weight=20)
-    assert "loss_weight" not in plain[0]
-    item = weighted[0]
-    masks = render(weighted.spec(0))[1]
-    described = np.logical_or.reduce([masks[p] for p in DESCRIBED_PARTS])
-    weight = item["loss_weight"]
-    assert weight.shape == (1, 256, 256)
-    assert torch.equal(weight[0] == 20, torch.from_numpy(described)) and set(weight.unique().tolist()) == {1.0, 20.0}
-    assert 0.002 < described.mean() < 0.05, "the described parts are a small share of the image"
-    assert torch.equal(item["hr"], plain[0]["hr"])
-
-
 def test_part_labels_number_the_described_parts():
     ds = SynthBirdsDataset("train", count=1, train=False, part_labels=True)
     labels = ds[0]["part_labels"]
@@ -149,8 +135,6 @@ def test_attributes_label_every_caption_of_the_bird():
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="part_weight 0.5"):
-        SynthBirdsDataset(part_weight=0.5)
     with pytest.raises(ValueError, match="scale 3"):
         SynthBirdsDataset(scale=3)
     with pytest.raises(ValueError, match="mismatch_lr_prob 1.5"):
@@ -192,15 +176,6 @@ def test_cli_export_and_survival(tmp_path):
     assert "crown" in result.output and "background" in result.output
     result = runner.invoke(app, ["export", str(tmp_path), "--split", "dev", "--count", "2"])
     assert result.exit_code == 2 and "error: unknown SynthBirds split 'dev'" in result.output
-
-
-def test_first_caption_mode_always_gives_the_canonical_caption():
-    data = SynthBirdsDataset(split="train", count=4, captions="first")
-    for i in range(4):
-        torch.manual_seed(i)
-        assert data[i]["caption"] == bird_captions(data.spec(i))[0]
-    with pytest.raises(ValueError, match="captions must be"):
-        SynthBirdsDataset(captions="some")
 
 
 def test_twins_differ_in_one_named_part_only():

@@ -1,10 +1,15 @@
 """Fitting a text palette's colour reader on captions alone."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from typer.testing import CliRunner
 
+import clipsr
 from clipsr.factory import create_model
+from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.colours import ANCHORS, NAMES
 from clipsr.synthbirds.palette_text import caption_targets, fit_palette_text, palette_text_inputs
 
@@ -35,3 +40,20 @@ def test_fitting_teaches_the_reader_and_nothing_else():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items()), "only the reader moves"
     with pytest.raises(ValueError, match="no text palette"):
         fit_palette_text(create_model("tiny", scale=16), steps=1)
+
+
+def test_fit_palette_never_replaces_its_output_without_restart(tmp_path):
+    demo = Path(clipsr.__file__).parent / "demo" / "synthbirds-tiny-x16.safetensors"
+    out = tmp_path / "demo.safetensors"
+    out.write_bytes(b"an earlier fit")
+    fit = ["fit-palette", str(demo), "-o", str(out), "--steps", "1"]
+    refused = CliRunner().invoke(app, fit)
+    assert refused.exit_code == 2 and "--restart moves it aside" in refused.output
+    assert out.read_bytes() == b"an earlier fit"
+    itself = CliRunner().invoke(app, ["fit-palette", str(out), "-o", str(out), "--restart"])
+    assert itself.exit_code == 2 and "is the checkpoint it starts from" in itself.output
+    done = CliRunner().invoke(app, [*fit, "--restart"])
+    assert done.exit_code == 0, done.output
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("demo.safetensors.old-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == b"an earlier fit"
+    assert create_model(out).generator.palette is not None

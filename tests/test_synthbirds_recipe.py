@@ -1,4 +1,5 @@
-"""The demo's training recipe: stages in order, each once, an interrupted SR stage resumed."""
+"""The demo's training recipe: stages in order, each once, an interrupted training stage resumed, and no
+earlier output replaced without --resume or --restart."""
 from __future__ import annotations
 
 import subprocess
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from clipsr.run_folder import MANIFEST
 from clipsr.synthbirds import recipe
 from clipsr.synthbirds.__main__ import app
 
@@ -23,22 +25,28 @@ def _fake_runs(monkeypatch, fail: str | None = None) -> list[list[str]]:
     return calls
 
 
-def test_stages_run_in_order_once_and_an_sr_run_folder_resumes(tmp_path, monkeypatch):
+def test_stages_run_in_order_once_and_an_interrupted_run_resumes(tmp_path, monkeypatch):
     calls = _fake_runs(monkeypatch)
     (tmp_path / "sr_notext").mkdir()
-    (tmp_path / "sr_notext" / "train_config.json").write_text("{}")  # an interrupted no-text run
-    recipe.run_recipe(tmp_path)
+    (tmp_path / "sr_notext" / MANIFEST).write_text("{}")  # an interrupted no-text run that saved a step
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "train_config.json").write_text("{}")  # a CLIP run killed before its first save
+    with pytest.raises(ValueError, match="exists: --resume continues it"):
+        recipe.run_recipe(tmp_path)
+    assert not calls
+    recipe.run_recipe(tmp_path, resume=True)
     assert [c[3] if c[3] in ("clip-report", "locator", "fit-palette", "proof") else c[c.index("--out") + 1]
             for c in calls] == [str(tmp_path / "clip"), "clip-report", "locator", str(tmp_path / "sr"), "fit-palette",
                                 str(tmp_path / "sr_notext"), "proof"]
     locator = str(tmp_path / "locator.safetensors")
     assert calls[2][calls[2].index("-o") + 1] == locator and "--clip" in calls[2]
     assert calls[3][calls[3].index("--init") + 1] == locator, "the SR stage starts from the trained locator"
-    assert "--resume" not in calls[3] and calls[5][-1] == "--resume"
+    assert calls[0][-1] == "--restart" and calls[5][-1] == "--resume"
+    assert not {"--resume", "--restart"} & set(calls[3] + calls[4])
     assert "part_labels=true" in calls[3] and "generator.use_text=false" in calls[5]
     assert calls[6][4] == str(tmp_path / "demo.safetensors"), "the proof measures the fitted model"
     assert calls[3][calls[3].index("--preset") + 1] == "synthbirds"
-    recipe.run_recipe(tmp_path)
+    recipe.run_recipe(tmp_path, resume=True)
     assert len(calls) == 7, "every stage is marked done"
 
 
@@ -68,3 +76,18 @@ def test_cli_dry_run_and_bad_arguments(tmp_path):
     assert bad.exit_code == 2 and "unknown stage 'sr-stage'" in bad.output
     bad = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--device", "tpu"])
     assert bad.exit_code == 2 and "--device must be cpu or cuda" in bad.output
+
+
+def test_cli_restart_sets_the_earlier_recipe_run_aside(tmp_path, monkeypatch):
+    calls = _fake_runs(monkeypatch)
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / ".done-clip").touch()
+    refused = CliRunner().invoke(app, ["recipe", "-o", str(out), "--only", "clip"])
+    assert refused.exit_code == 2 and "--restart moves it aside" in refused.output and not calls
+    done = CliRunner().invoke(app, ["recipe", "-o", str(out), "--only", "clip", "--restart"])
+    assert done.exit_code == 0, done.output
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("demo.old-")]
+    assert len(aside) == 1 and (aside[0] / ".done-clip").exists() and f"moved the earlier recipe run to {aside[0]}" \
+        in done.output
+    assert len(calls) == 1 and (out / ".done-clip").exists(), "the clip stage ran again, in the fresh folder"

@@ -130,20 +130,28 @@ def proof(checkpoint: Path, out: Path = typer.Option(Path("runs/proof"), "--out"
 
 
 @app.command("fit-palette")
-def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write"),
-                steps: int = typer.Option(1000, help="steps of all captions of 64 train birds each")) -> None:
+def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write (a new file)"),
+                steps: int = typer.Option(1000, help="steps of all captions of 64 train birds each"),
+                restart: bool = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first")) -> None:
     """Teach a trained checkpoint's text palette to read colours from captions alone (text only, no images)."""
     from clipsr.checkpoint import read_metadata, save_checkpoint
+    from clipsr.existing_output import check_output, claim_output
     from clipsr.factory import create_model
     from clipsr.synthbirds.palette_text import fit_palette_text
 
     with _one_line_errors():
         if steps < 1:
             raise ValueError(f"--steps must be at least 1, got {steps}")
+        if out.resolve() == checkpoint.resolve():
+            raise ValueError(f"--out {out} is the checkpoint it starts from; write a new file")
+        check_output(out, restart=restart)
         model = create_model(checkpoint)
         losses = fit_palette_text(model, steps=steps)
         step = read_metadata(checkpoint).get("step", "?")
+        set_aside = claim_output(out, restart=restart)
         save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
+    if set_aside:
+        typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
     typer.echo(f"palette colour L1 {losses['colour']:.3f}, named BCE {losses['named']:.4f}; wrote {out}")
 
 
@@ -227,10 +235,14 @@ def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="fold
            clip_steps: int = typer.Option(1500), sr_steps: int = typer.Option(1500),
            start: Path = typer.Option(None, help="start the locator and SR stages' model from this checkpoint's "
                                                  "weights (e.g. the previous demo) instead of a new one"),
-           dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing")) -> None:
+           dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing"),
+           resume: bool = typer.Option(False, help="continue the recipe in --out: stages done are skipped, an "
+                                                   "interrupted training stage resumes"),
+           restart: bool = typer.Option(False, help="start over: move --out aside to OUT.old-<time> first")) -> None:
     """Train the built-in demo from nothing: CLIP stage, its report, the part locator, SR stage, the palette's
-    text reader fitted on captions, no-text variant, proof. Stages
-    already done are skipped and an interrupted SR stage resumes, so the recipe can run in parts."""
+    text reader fitted on captions, no-text variant, proof. An existing --out is never replaced: --resume
+    continues it (stages already done are skipped, an interrupted training stage resumes), --restart sets it
+    aside."""
     from clipsr.synthbirds.recipe import command, run_recipe, stages
 
     with _one_line_errors():
@@ -242,10 +254,10 @@ def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="fold
             raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(known)}")
         if dry_run:
             for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps, start=start):
-                typer.echo(f"[{stage.name}] {' '.join(command(stage, out))}")
+                typer.echo(f"[{stage.name}] {' '.join(command(stage))}")
             return
-        run_recipe(out, device, workers, tuple(only), echo=typer.echo, clip_steps=clip_steps, sr_steps=sr_steps,
-                   start=start)
+        run_recipe(out, device, workers, tuple(only), echo=typer.echo, resume=resume, restart=restart,
+                   clip_steps=clip_steps, sr_steps=sr_steps, start=start)
     typer.echo(f"recipe done: {out}")
 
 

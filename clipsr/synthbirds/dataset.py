@@ -5,9 +5,6 @@ colours for one or more of the parts its caption names, while HR and caption sta
 that the LR cannot be trusted for those colours and must read them from the caption (a part the caption
 does not name keeps its LR colour: nothing could tell the model the true one).
 
-`part_weight` (for the SR stage): items carry a `loss_weight` map, that weight on the pixels of the
-described parts and 1 elsewhere.
-
 `part_labels` (for the SR stage with a text palette): items carry what the palette is taught from:
 "part_labels" (H, W), 1 + the part's index in DESCRIBED_PARTS on the pixels of each part the caption names
 and 0 elsewhere (where the palette keeps the SR value); "palette_colours" (parts, 3), each described part's
@@ -41,9 +38,8 @@ class SynthBirdsDataset(Dataset):
     add the keys the module docstring lists."""
 
     def __init__(self, split: str = "train", scale: int = 16, train: bool = True, count: int | None = None,
-                 seed_offset: int = 0, mismatch_lr_prob: float = 0.0, captions: str = "random",
-                 twins: bool = False, part_weight: float = 1.0, part_labels: bool = False,
-                 attributes: bool = False) -> None:
+                 seed_offset: int = 0, mismatch_lr_prob: float = 0.0, twins: bool = False,
+                 part_labels: bool = False, attributes: bool = False) -> None:
         if scale < 1 or SIZE % scale:
             raise ValueError(f"scale {scale} must divide the image size {SIZE}")
         if not 0.0 <= mismatch_lr_prob <= 1.0:
@@ -51,15 +47,7 @@ class SynthBirdsDataset(Dataset):
         self.split, self.scale, self.train = split, scale, train
         self.seeds = split_seeds(split, count, seed_offset)
         self.mismatch_lr_prob = mismatch_lr_prob
-        if captions not in ("random", "first"):
-            raise ValueError(f"captions must be 'random' or 'first', got {captions!r}")
-        # "first": always the canonical caption naming all four parts (the evaluation one), so the text
-        # varies only in colours; a weakly trained CLIP's sentence vector is dominated by phrasing otherwise
-        self.random_caption = train and captions == "random"
         self.twins = twins
-        if not part_weight >= 1.0:
-            raise ValueError(f"part_weight {part_weight} must be >= 1 (1: a plain loss)")
-        self.part_weight = float(part_weight)
         self.part_labels = part_labels
         # per described part: a colour, or not named (the CLIP stage's attribute head reads this)
         self.attribute_shape = (len(DESCRIBED_PARTS), len(NAMES) + 1) if attributes else None
@@ -77,7 +65,8 @@ class SynthBirdsDataset(Dataset):
         texts = bird_captions(spec)
         parsed = [caption_colours(text) for text in texts]
         choices = [i for i, named in enumerate(parsed) if named] if self.twins else range(len(texts))
-        choice = int(choices[int(torch.randint(len(choices), ()))]) if self.random_caption else 0
+        # evaluation reads the canonical caption, which names every described part
+        choice = int(choices[int(torch.randint(len(choices), ()))]) if self.train else 0
         named = parsed[choice]
         mismatch = named and torch.rand(()) < self.mismatch_lr_prob
         lr_spec = self._mismatched(spec, [p for p in DESCRIBED_PARTS if p in named]) if mismatch else spec
@@ -92,10 +81,8 @@ class SynthBirdsDataset(Dataset):
             "colours": described_colours(spec),
             "lr_colours": described_colours(lr_spec),
         }
-        labels = part_label_map(masks) if self.part_weight > 1.0 or self.part_labels else None
-        if self.part_weight > 1.0:
-            item["loss_weight"] = torch.from_numpy(np.where(labels > 0, self.part_weight, 1.0).astype(np.float32)[None])
         if self.part_labels:
+            labels = part_label_map(masks)
             is_named = np.array([part in named for part in DESCRIBED_PARTS])
             item["part_labels"] = torch.from_numpy(np.where(is_named[np.maximum(labels - 1, 0)], labels, 0))
             item["palette_colours"] = torch.from_numpy(np.stack(

@@ -2,8 +2,9 @@
 palette's text reader fitted on captions, no-text variant, proof.
 
 Each stage is one command line; `run_recipe` runs those not yet done, in order, and marks each done in the
-output folder, so an interrupted recipe continues where it stopped (an SR stage that started resumes
-exactly). The same recipe runs on a CPU (the malloc settings that halve its step time are set) or on a GPU
+output folder. Like every command that writes a run, it never replaces one (`existing_output`): an existing
+output folder is continued with `resume` (a training stage that saved a step resumes exactly, one that saved
+none starts over with its partial folder set aside) or set aside whole with `restart`. The same recipe runs on a CPU (the malloc settings that halve its step time are set) or on a GPU
 (`device="cuda"`: bf16 autocast and data-loading workers, since rendering birds bounds a GPU run).
 """
 from __future__ import annotations
@@ -13,6 +14,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from clipsr.existing_output import claim_output
+from clipsr.run_folder import MANIFEST
 
 CLIP_STEPS = 1500
 SR_STEPS = 1500
@@ -24,7 +28,8 @@ CPU_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 class Stage:
     name: str
     argv: tuple[str, ...]
-    resumable: bool = False  # an SR run folder: continue it with --resume
+    output: Path | None = None  # what it writes, when its command follows the rule (--resume/--restart)
+    resumable: bool = False     # a training run folder: a saved step continues with --resume
 
 
 def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = CLIP_STEPS,
@@ -38,37 +43,42 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
     clip = out / "clip" / "clip.safetensors"
     sr = ("--scale", "16", "--dataset", "synthbirds", "--batch-size", "16", "--lr-g", "1e-3", "--lr-d", "4e-4",
           "--lambda-adv", "0.01", "--perceptual", "off", "--ckpt-every", "250", "--log-every", "25",
-          "--steps", str(sr_steps), "--data-opt", "mismatch_lr_prob=0.5", "--data-opt", "captions=random")
+          "--steps", str(sr_steps), "--data-opt", "mismatch_lr_prob=0.5")
     locator, notext_start = out / "locator.safetensors", out / "sr_notext_start.safetensors"
     no_text = ("--set", "generator.use_text=false")
     return [
         Stage("clip", train + ("--stage", "clip", "--out", str(out / "clip"), "--steps", str(clip_steps),
                                "--batch-size", "16", "--clip-lr", "1e-3", "--log-every", "50", "--data-opt",
-                               "twins=true", "--data-opt", "attributes=true", "--attribute-loss", "1")),
+                               "twins=true", "--data-opt", "attributes=true", "--attribute-loss", "1"),
+              out / "clip", resumable=True),
         Stage("clip-report", synthbirds + ("clip-report", str(clip), "-o", str(out / "clip_report.json"))),
         Stage("locator", synthbirds + ("locator", "-o", str(locator))
               + (("--start", str(start)) if start else ("--clip", str(clip)))),
         # the locator is frozen here: the part labels teach only the palette's colours and names
         Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr"), "--init", str(locator)) + sr
-              + ("--data-opt", "part_labels=true", "--part-loss", "0"), resumable=True),
+              + ("--data-opt", "part_labels=true", "--part-loss", "0"), out / "sr", resumable=True),
         Stage("palette-text", synthbirds + ("fit-palette", str(out / "sr" / "checkpoint.safetensors"),
-                                            "-o", str(out / "demo.safetensors"))),
+                                            "-o", str(out / "demo.safetensors")), out / "demo.safetensors"),
     ] + ([
         Stage("sr-no-text-start", synthbirds + ("warm-start", str(start), "-o", str(notext_start), "--preset", "tiny")
               + no_text),
     ] if start else []) + [
         Stage("sr-no-text", train + ("--preset", "tiny", "--out", str(out / "sr_notext")) + sr
               + (("--init", str(notext_start)) if start else ("--set", f"clip.pretrained={clip}") + no_text),
-              resumable=True),
+              out / "sr_notext", resumable=True),
         Stage("proof", synthbirds + ("proof", str(out / "demo.safetensors"), "--no-text",
                                      str(out / "sr_notext" / "checkpoint.safetensors"), "-o", str(out / "proof"))),
     ]
 
 
-def command(stage: Stage, out: Path) -> list[str]:
-    """The stage's command line now: an SR stage whose run folder exists resumes it."""
-    resume = stage.resumable and (Path(stage.argv[stage.argv.index("--out") + 1]) / "train_config.json").is_file()
-    return list(stage.argv) + (["--resume"] if resume else [])
+def command(stage: Stage) -> list[str]:
+    """The stage's command line now: a training run that saved a step resumes; any other output the stage
+    left (a run killed before its first save, a file written before the stage was marked done) is set
+    aside."""
+    if stage.output is None or not stage.output.exists():
+        return list(stage.argv)
+    resume = stage.resumable and (stage.output / MANIFEST).is_file()
+    return list(stage.argv) + (["--resume"] if resume else ["--restart"])
 
 
 def done_marker(out: Path, stage: Stage) -> Path:
@@ -76,15 +86,19 @@ def done_marker(out: Path, stage: Stage) -> Path:
 
 
 def run_recipe(out: Path, device: str = "cpu", workers: int = -1, only: tuple[str, ...] = (),
-               echo=print, **steps) -> None:
-    """Run the stages not yet done (or only those named), marking each done when its command succeeds."""
+               echo=print, resume: bool = False, restart: bool = False, **steps) -> None:
+    """Run the stages not yet done (or only those named), marking each done when its command succeeds.
+    An existing `out` needs `resume` (continue it) or `restart` (move it aside first)."""
+    set_aside = claim_output(out, resume=resume, restart=restart)
+    if set_aside:
+        echo(f"moved the earlier recipe run to {set_aside}")
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, **(CPU_ENV if device == "cpu" else {}))
     for stage in stages(out, device, workers, **steps):
         if (only and stage.name not in only) or done_marker(out, stage).exists():
             continue
-        argv = command(stage, out)
+        argv = command(stage)
         echo(f"[{stage.name}] {' '.join(argv)}")
         if subprocess.run(argv, env=env).returncode != 0:
-            raise RuntimeError(f"stage {stage.name} failed; run the recipe again to continue from it")
+            raise RuntimeError(f"stage {stage.name} failed; run the recipe again with --resume to continue from it")
         done_marker(out, stage).touch()

@@ -1,0 +1,53 @@
+"""The rule every command that writes a run folder or a trained file follows: what is there already is
+never replaced without an explicit choice. A new output needs a path that does not exist (or an empty
+folder); `resume` continues what is there (the command checks it); `restart` moves it aside to
+`NAME.old-YYYYmmdd-HHMMSS` when the new output is about to be written, so starting over loses nothing,
+even when the work before fails."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from clipsr_runtime.errors import OptionError
+
+ASIDE = ".old-"
+
+
+def check_output(path: Path, *, resume: bool = False, restart: bool = False) -> None:
+    """OptionError when the choice is missing or contradicts what is on disk; moves nothing, so a command
+    can refuse before its work and claim the path when it is about to write."""
+    path = Path(path)
+    if resume and restart:
+        raise OptionError("--resume continues the output that is there, --restart moves it aside: give one")
+    if resume and not path.exists():
+        raise OptionError(f"nothing to resume: {path} does not exist")
+    if not resume and not restart and _holds_something(path):
+        raise OptionError(f"{path} exists: --resume continues it, --restart moves it aside to "
+                          f"{path.name}{ASIDE}<time> and starts over")
+
+
+def claim_output(path: Path, *, resume: bool = False, restart: bool = False) -> Path | None:
+    """`check_output`, then with `restart` move what is there aside; returns where it went, if it moved."""
+    path = Path(path)
+    check_output(path, resume=resume, restart=restart)
+    if not restart or not _holds_something(path):
+        return None
+    aside = _aside_name(path)
+    os.rename(path, aside)  # same folder, so one rename: the earlier output is whole, here or there
+    return aside
+
+
+def _holds_something(path: Path) -> bool:
+    if path.is_dir() and not path.is_symlink():
+        return any(path.iterdir())
+    return path.exists() or path.is_symlink()
+
+
+def _aside_name(path: Path) -> Path:
+    """`NAME.old-<UTC time>`, numbered when two restarts fall in the same second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    candidate, n = path.with_name(f"{path.name}{ASIDE}{stamp}"), 1
+    while candidate.exists() or candidate.is_symlink():
+        candidate, n = path.with_name(f"{path.name}{ASIDE}{stamp}-{n}"), n + 1
+    return candidate
