@@ -18,6 +18,7 @@ from clipsr_runtime.atomic import atomic_write, move_into_place
 from clipsr_runtime.manifest import file_sha256
 
 MANIFEST = "run_manifest.json"
+CHECKPOINT_FILE = "checkpoint.safetensors"  # the model: weights + config, what export and eval read
 PENDING = ".pending"
 FORMAT = "clipsr-run"
 

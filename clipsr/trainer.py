@@ -18,10 +18,10 @@ from .checkpoint import load_weights, save_checkpoint
 from .factory import create_model
 from .losses import VGGPerceptualLoss, generator_adv_loss, hinge_d_loss, ma_gp, palette_losses
 from .model import CLIPSR
+from .run_folder import CHECKPOINT_FILE
 from .train_config import SRConfig
 from .training_run import TrainingRun
 
-CHECKPOINT_FILE = "checkpoint.safetensors"
 PALETTE_KEYS = ("part_labels", "palette_colours", "palette_named")  # batch keys a text palette is taught from
 ADAM_BETAS = (0.0, 0.9)  # the paper's, for G and D
 # Without the ImageNet VGG weights (offline, nothing in the torch hub cache) the perceptual term is dropped

@@ -19,7 +19,8 @@ from clipsr.checkpoint import DEMO_CHECKPOINT
 from clipsr.config import HR_SIZE, check_scale
 from clipsr.factory import create_model
 from clipsr.model import CLIPSR
-from clipsr.trainer import CHECKPOINT_FILE
+from clipsr.run_folder import CHECKPOINT_FILE
+from clipsr.train_config import CONFIG_FILE
 from clipsr_export import fp16, onnx_export, parity, quantize, tensorrt
 from clipsr_export.manifest import build_manifest, sha256, write_manifest
 from clipsr_export.writer import staged_folder
@@ -29,7 +30,6 @@ from clipsr_runtime.backends import tensorrt as runtime_trt
 
 DEFAULT_SCALE = 16
 DEMO_SCALE = 16  # the scale of the built-in demo checkpoint
-TRAIN_CONFIG = "train_config.json"  # marks a training run folder
 VOCAB = "bpe_simple_vocab_16e6.txt.gz"
 # Progress step names (the CLI's bar counts them)
 STEP_ONNX = {"text_encoder": "text encoder -> ONNX", "generator": "generator -> ONNX"}
@@ -128,7 +128,7 @@ def default_name(checkpoint: str | Path | None, preset: str | None, scale: int |
     if path.stem != Path(CHECKPOINT_FILE).stem:
         return path.stem
     path = path.absolute()
-    run = next((p for p in path.parents if (p / TRAIN_CONFIG).is_file()), path.parent)
+    run = next((p for p in path.parents if (p / CONFIG_FILE).is_file()), path.parent)  # a training run folder
     return run.name
 
 

@@ -69,7 +69,7 @@ def test_cli_clip_report(tiny_clip, tmp_path):
     # a random text tower loses a named part's colour in most phrasings: the SR stage's gate is not met
     assert report["trained"]["sentence_gate"]["met"] is False and "gate" in result.output and "NOT met" in result.output
     missing = CliRunner().invoke(app, ["clip-report", str(tmp_path / "nope.safetensors")])
-    assert missing.exit_code == 2 and "no CLIP weights" in missing.output
+    assert missing.exit_code == 2 and "nope.safetensors' does not exist" in missing.output
 
 
 def test_sentence_gate_needs_every_part():

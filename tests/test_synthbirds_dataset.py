@@ -175,7 +175,7 @@ def test_cli_export_and_survival(tmp_path):
     assert result.exit_code == 0, result.output
     assert "crown" in result.output and "background" in result.output
     result = runner.invoke(app, ["export", str(tmp_path), "--split", "dev", "--count", "2"])
-    assert result.exit_code == 2 and "error: unknown SynthBirds split 'dev'" in result.output
+    assert result.exit_code == 2 and "error: Invalid value for '--split': 'dev' is not one of train" in result.output
 
 
 def test_twins_differ_in_one_named_part_only():

@@ -73,9 +73,9 @@ def test_cli_dry_run_and_bad_arguments(tmp_path):
     assert result.exit_code == 0 and result.output.count("\n[") == 6 and "--steps 7" in result.output
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"
     bad = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--only", "sr-stage"])
-    assert bad.exit_code == 2 and "unknown stage 'sr-stage'" in bad.output
+    assert bad.exit_code == 2 and "'sr-stage' is not one of clip, clip-report, locator, sr, fit-palette" in bad.output
     bad = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--device", "tpu"])
-    assert bad.exit_code == 2 and "--device must be cpu or cuda" in bad.output
+    assert bad.exit_code == 2 and "'tpu' is not one of cpu, cuda" in bad.output
 
 
 def test_cli_restart_sets_the_earlier_recipe_run_aside(tmp_path, monkeypatch):
@@ -91,3 +91,29 @@ def test_cli_restart_sets_the_earlier_recipe_run_aside(tmp_path, monkeypatch):
     assert len(aside) == 1 and (aside[0] / ".done-clip").exists() and f"moved the earlier recipe run to {aside[0]}" \
         in done.output
     assert len(calls) == 1 and (out / ".done-clip").exists(), "the clip stage ran again, in the fresh folder"
+
+
+def test_stage_names_are_the_commands_they_run():
+    for stage in recipe.stages(Path("out")):
+        if stage.argv[1:3] == ("-m", "clipsr.synthbirds"):
+            assert stage.argv[3] == stage.name
+
+
+def test_cli_usage_errors_exit_2_and_failures_while_working_exit_1(tmp_path, monkeypatch):
+    """The shared convention (clipsr_runtime.cli_errors): 2 when the command line cannot work, 1 when the
+    work fails; one line on stderr either way."""
+    _fake_runs(monkeypatch, fail="fit-palette")
+    only = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--only", "fit-palette"])
+    assert only.exit_code == 1 and only.output.strip().splitlines()[-1] == (
+        "error: stage fit-palette failed; run the recipe again with --resume to continue from it")
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"not a checkpoint")
+    fit = CliRunner().invoke(app, ["fit-palette", str(damaged), "-o", str(tmp_path / "fitted.safetensors")])
+    assert fit.exit_code == 1 and fit.output.startswith("error: ") and fit.output.count("\n") == 1
+    assert not (tmp_path / "fitted.safetensors").exists()
+    for argv in (["fit-palette", str(tmp_path / "missing.safetensors"), "-o", str(tmp_path / "x")],
+                 ["fit-palette", str(damaged), "-o", str(tmp_path / "x"), "--steps", "0"],
+                 ["export", str(tmp_path), "--split", "val", "--count", "5", "--seed-offset", "9999999"],
+                 ["sheet", str(tmp_path / "s.png"), "--scale", "3"]):
+        usage = CliRunner().invoke(app, argv)
+        assert usage.exit_code == 2 and usage.output.startswith("error: ") and usage.output.count("\n") == 1, argv

@@ -1,9 +1,8 @@
-"""`python -m clipsr.synthbirds export|survival|sheet|clip-report|proof`: write the dataset, measure colour
-survival, look at it, say what a CLIP learned of it, and prove that text helps."""
+"""`python -m clipsr.synthbirds export|survival|sheet|clip-report|fit-palette|proof|recipe`: write the dataset,
+measure colour survival, look at it, say what a CLIP learned of it, fit the text palette's colour reader,
+prove that text helps, and train the built-in demo from nothing."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -11,57 +10,77 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsr_runtime.cli_errors import OneLineErrorsGroup
+from clipsr_runtime.errors import OptionError
 
 from clipsr.synthbirds.jsonl import export_jsonl
 from clipsr.synthbirds.measure import part_colour_survival
-from clipsr.synthbirds.render import DESCRIBED_PARTS
+from clipsr.synthbirds.recipe import command, run_recipe, stages
+from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE
 from clipsr.synthbirds.sheet import contact_sheet
+from clipsr.synthbirds.splits import SPLIT_SEEDS, split_seeds
 
+# Errors follow the shared convention (clipsr_runtime.cli_errors): click rejects what the command line
+# cannot do (exit 2), and a failure while working ends in one line with exit status 1.
 app = typer.Typer(add_completion=False, cls=OneLineErrorsGroup, help="SynthBirds: procedural captioned birds for text-guided SR.")
 
 
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Bad arguments end in one line on stderr and exit status 2, not a traceback."""
-    try:
-        yield
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+def _one_of(choices: list[str]):
+    """A click callback that accepts only `choices` (for one value or a repeated option's list)."""
+    def check(value: str | list[str]) -> str | list[str]:
+        bad = [v for v in ([value] if isinstance(value, str) else value) if v not in choices]
+        if bad:
+            raise typer.BadParameter(f"{bad[0]!r} is not one of {', '.join(choices)}")
+        return value
+    return check
+
+
+def _divides_size(scale: int) -> int:
+    if scale < 1 or SIZE % scale:
+        raise typer.BadParameter(f"{scale} must divide the image size {SIZE}")
+    return scale
+
+
+SCALE = typer.Option(16, callback=_divides_size, help=f"downscaling factor, a divisor of {SIZE}")
+EXISTING_FILE = {"exists": True, "dir_okay": False}
+STAGES = [stage.name for stage in stages(Path(), start=Path())]  # the warm-start stage too
 
 
 @app.command()
-def export(out: Path, split: str = "train", count: int = typer.Option(None, help="default: the split's size"),
-           scale: int = 16, seed_offset: int = 0) -> None:
+def export(out: Path, split: str = typer.Option("train", callback=_one_of(list(SPLIT_SEEDS)),
+                                     help=f"one of {', '.join(SPLIT_SEEDS)}"),
+           count: int = typer.Option(None, min=0, help="default: the split's size"),
+           scale: int = SCALE, seed_offset: int = typer.Option(0, min=0)) -> None:
     """Write PNGs and OUT/<split>.jsonl (generic captioned-folder layout)."""
-    with _one_line_errors():
-        path = export_jsonl(out, split, count, scale, seed_offset)
+    try:
+        split_seeds(split, count, seed_offset)
+    except ValueError as error:
+        raise OptionError(str(error)) from None
+    path = export_jsonl(out, split, count, scale, seed_offset)
     typer.echo(f"wrote {path}")
 
 
 @app.command()
-def survival(n: int = 300, scale: int = 16) -> None:
+def survival(n: int = typer.Option(300, min=1), scale: int = SCALE) -> None:
     """How often each part's colour is read correctly from the HR and from the bicubic LR (chance 10%)."""
     table = Table(title=f"part colour survival, {n} val birds, {scale}x bicubic")
     for column in ("part", "described", "HR accuracy", "LR accuracy"):
         table.add_column(column)
-    with _one_line_errors():
-        survival_table = part_colour_survival(n, scale)
+    survival_table = part_colour_survival(n, scale)
     for part, acc in survival_table.items():
         table.add_row(part, "yes" if part in DESCRIBED_PARTS else "", f"{acc['hr']:.1%}", f"{acc['lr']:.1%}")
     Console().print(table)
 
 
 @app.command()
-def sheet(out: Path, count: int = 12, columns: int = 3, scale: int = 16) -> None:
+def sheet(out: Path, count: int = typer.Option(12, min=1), columns: int = typer.Option(3, min=1),
+          scale: int = SCALE) -> None:
     """Save a contact sheet of val birds: HR beside its LR upsampled back."""
-    with _one_line_errors():
-        path = contact_sheet(out, count, columns, scale)
+    path = contact_sheet(out, count, columns, scale)
     typer.echo(f"wrote {path}")
 
 
 @app.command("clip-report")
-def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CLIP architecture"),
+def clip_report(weights: Path = typer.Argument(..., **EXISTING_FILE), preset: str = typer.Option("tiny", help="whose CLIP architecture"),
                 n: int = typer.Option(200, help="val birds for retrieval"),
                 probe_birds: int = typer.Option(4000, help="train birds the text probe learns from"),
                 out: Path = typer.Option(None, "--out", "-o", help="also write the numbers as JSON")) -> None:
@@ -76,12 +95,9 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
     from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
                                                text_probe)
 
-    with _one_line_errors():
-        if not weights.is_file():
-            raise FileNotFoundError(f"no CLIP weights at {weights}")
-        config = dataclasses.replace(get_config(preset).clip, pretrained=str(weights))
-        torch.manual_seed(0)
-        models = {"trained": load_clip(config), "random": load_clip(dataclasses.replace(config, pretrained=None))}
+    config = dataclasses.replace(get_config(preset).clip, pretrained=str(weights))
+    torch.manual_seed(0)
+    models = {"trained": load_clip(config), "random": load_clip(dataclasses.replace(config, pretrained=None))}
     result = {}
     for name, model in models.items():
         typer.echo(f"measuring the {name} CLIP", err=True)
@@ -114,24 +130,24 @@ def clip_report(weights: Path, preset: str = typer.Option("tiny", help="whose CL
 
 
 @app.command()
-def proof(checkpoint: Path, out: Path = typer.Option(Path("runs/proof"), "--out", "-o"),
-          no_text: Path = typer.Option(None, help="checkpoint of the no-text variant (Table IV row)"),
-          n: int = typer.Option(200, help="test birds"), batch_size: int = 25) -> None:
+def proof(checkpoint: Path = typer.Argument(..., **EXISTING_FILE), out: Path = typer.Option(Path("runs/proof"), "--out", "-o"),
+          no_text: Path = typer.Option(None, help="checkpoint of the no-text variant (Table IV row)", **EXISTING_FILE),
+          n: int = typer.Option(200, min=1, help="test birds"), batch_size: int = typer.Option(25, min=1)) -> None:
     """Table IV analogue, text-matters and editability numbers, and a figure, for a 16x checkpoint."""
     from clipsr.factory import create_model
     from clipsr.synthbirds.proof import run_proof, to_markdown
 
-    with _one_line_errors():
-        full = create_model(checkpoint).eval()
-        variant = create_model(no_text).eval() if no_text else None
-        result = run_proof(full, out, no_text=variant, n=n, batch_size=batch_size)
+    full = create_model(checkpoint).eval()
+    variant = create_model(no_text).eval() if no_text else None
+    result = run_proof(full, out, no_text=variant, n=n, batch_size=batch_size)
     typer.echo(to_markdown(result))
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
 
 
 @app.command("fit-palette")
-def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write (a new file)"),
-                steps: int = typer.Option(1000, help="steps of all captions of 64 train birds each"),
+def fit_palette(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
+                out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write (a new file)"),
+                steps: int = typer.Option(1000, min=1, help="steps of all captions of 64 train birds each"),
                 restart: bool = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first")) -> None:
     """Teach a trained checkpoint's text palette to read colours from captions alone (text only, no images)."""
     from clipsr.checkpoint import read_metadata, save_checkpoint
@@ -139,17 +155,14 @@ def fit_palette(checkpoint: Path, out: Path = typer.Option(..., "--out", "-o", h
     from clipsr.factory import create_model
     from clipsr.synthbirds.palette_text import fit_palette_text
 
-    with _one_line_errors():
-        if steps < 1:
-            raise ValueError(f"--steps must be at least 1, got {steps}")
-        if out.resolve() == checkpoint.resolve():
-            raise ValueError(f"--out {out} is the checkpoint it starts from; write a new file")
-        check_output(out, restart=restart)
-        model = create_model(checkpoint)
-        losses = fit_palette_text(model, steps=steps)
-        step = read_metadata(checkpoint).get("step", "?")
-        set_aside = claim_output(out, restart=restart)
-        save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
+    if out.resolve() == checkpoint.resolve():
+        raise OptionError(f"--out {out} is the checkpoint it starts from; write a new file")
+    check_output(out, restart=restart)
+    model = create_model(checkpoint)
+    losses = fit_palette_text(model, steps=steps)
+    step = read_metadata(checkpoint).get("step", "?")
+    set_aside = claim_output(out, restart=restart)
+    save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
     if set_aside:
         typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
     typer.echo(f"palette colour L1 {losses['colour']:.3f}, named BCE {losses['named']:.4f}; wrote {out}")
@@ -169,13 +182,12 @@ def warm_start_command(start: Path, out: Path = typer.Option(..., "--out", "-o",
     from clipsr.synthbirds.locator_stage import warm_start
     from clipsr.train_config import parse_assignments
 
-    with _one_line_errors():
-        if not start.is_file():
-            raise FileNotFoundError(f"no checkpoint at {start}")
-        torch.manual_seed(0)
-        model = create_model(preset, scale=scale, **parse_assignments(set_))
-        missing = warm_start(model, start)
-        save_checkpoint(model, out, warm_start=str(start))
+    if not start.is_file():
+        raise FileNotFoundError(f"no checkpoint at {start}")
+    torch.manual_seed(0)
+    model = create_model(preset, scale=scale, **parse_assignments(set_))
+    missing = warm_start(model, start)
+    save_checkpoint(model, out, warm_start=str(start))
     typer.echo(f"{len(missing)} weights not in {start}: " + ", ".join(sorted({m.rsplit('.', 2)[0] for m in missing}))
                + f"; wrote {out}")
 
@@ -198,41 +210,40 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
     from clipsr.model import CLIPSR
     from clipsr.synthbirds.locator_stage import load_or_render_cache, locator_iou, train_locator, warm_start
 
-    with _one_line_errors():
-        if (clip is None) == (start is None):
-            raise ValueError("give exactly one of --clip (a new model) or --start (a checkpoint to start from)")
-        if steps < 1 or birds < 1:
-            raise ValueError("--steps and --birds must be at least 1")
-        torch.manual_seed(0)
-        if start is not None:
-            config = read_config(start)
-            model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
-            model.config = config
-            missing = warm_start(model, start)
-            typer.echo(f"from {start}: all weights but {len(missing)} ({', '.join(sorted({m.rsplit('.', 2)[0] for m in missing}))})")
-        else:
-            if not clip.is_file():
-                raise FileNotFoundError(f"no CLIP weights at {clip}")
-            model = create_model("synthbirds", scale=16, clip_weights=str(clip))
-        if model.generator.locator is None:
-            raise ValueError("this model has no text palette, so no part locator to train")
-        cache_dir = cache or out.parent
-        train = load_or_render_cache(cache_dir / "locator_train.safetensors", "train", birds)
-        val = load_or_render_cache(cache_dir / "locator_val.safetensors", "val", 200)
-        loss = train_locator(model.generator.locator, train, steps)
-        iou = locator_iou(model.generator.locator, val)
-        save_checkpoint(model, out, locator_steps=str(steps), locator_birds=str(birds))
+    if (clip is None) == (start is None):
+        raise OptionError("give exactly one of --clip (a new model) or --start (a checkpoint to start from)")
+    if steps < 1 or birds < 1:
+        raise OptionError("--steps and --birds must be at least 1")
+    torch.manual_seed(0)
+    if start is not None:
+        config = read_config(start)
+        model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
+        model.config = config
+        missing = warm_start(model, start)
+        typer.echo(f"from {start}: all weights but {len(missing)} ({', '.join(sorted({m.rsplit('.', 2)[0] for m in missing}))})")
+    else:
+        if not clip.is_file():
+            raise FileNotFoundError(f"no CLIP weights at {clip}")
+        model = create_model("synthbirds", scale=16, clip_weights=str(clip))
+    if model.generator.locator is None:
+        raise ValueError("this model has no text palette, so no part locator to train")
+    cache_dir = cache or out.parent
+    train = load_or_render_cache(cache_dir / "locator_train.safetensors", "train", birds)
+    val = load_or_render_cache(cache_dir / "locator_val.safetensors", "val", 200)
+    loss = train_locator(model.generator.locator, train, steps)
+    iou = locator_iou(model.generator.locator, val)
+    save_checkpoint(model, out, locator_steps=str(steps), locator_birds=str(birds))
     typer.echo(f"locator CE {loss:.4f}; val IoU " + ", ".join(f"{p} {v:.2f}" for p, v in iou.items()) + f"; wrote {out}")
 
 
 @app.command()
 def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder of every stage's output"),
-           device: str = typer.Option("cpu", help="cpu or cuda"),
+           device: str = typer.Option("cpu", callback=_one_of(["cpu", "cuda"]), help="cpu or cuda"),
            workers: int = typer.Option(-1, help="data-loading workers (-1: 0 on CPU, 4 on CUDA; on a GPU give "
                                                 "most CPU cores: rendering birds bounds the step rate)"),
-           only: list[str] = typer.Option([], help="run only these stages (clip, clip-report, locator, sr, palette-text, sr-no-text-start, "
-                                                     "sr-no-text, proof)"),
-           clip_steps: int = typer.Option(1500), sr_steps: int = typer.Option(1500),
+           only: list[str] = typer.Option([], callback=_one_of(STAGES),
+                                          help=f"run only these stages ({', '.join(STAGES)})"),
+           clip_steps: int = typer.Option(1500, min=1), sr_steps: int = typer.Option(1500, min=1),
            start: Path = typer.Option(None, help="start the locator and SR stages' model from this checkpoint's "
                                                  "weights (e.g. the previous demo) instead of a new one"),
            dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing"),
@@ -243,21 +254,12 @@ def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="fold
     text reader fitted on captions, no-text variant, proof. An existing --out is never replaced: --resume
     continues it (stages already done are skipped, an interrupted training stage resumes), --restart sets it
     aside."""
-    from clipsr.synthbirds.recipe import command, run_recipe, stages
-
-    with _one_line_errors():
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"--device must be cpu or cuda, got {device!r}")
-        known = [stage.name for stage in stages(out, start=start)]
-        unknown = [name for name in only if name not in known]
-        if unknown:
-            raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(known)}")
-        if dry_run:
-            for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps, start=start):
-                typer.echo(f"[{stage.name}] {' '.join(command(stage))}")
-            return
-        run_recipe(out, device, workers, tuple(only), echo=typer.echo, resume=resume, restart=restart,
-                   clip_steps=clip_steps, sr_steps=sr_steps, start=start)
+    if dry_run:
+        for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps, start=start):
+            typer.echo(f"[{stage.name}] {' '.join(command(stage))}")
+        return
+    run_recipe(out, device, workers, tuple(only), echo=typer.echo, resume=resume, restart=restart,
+               clip_steps=clip_steps, sr_steps=sr_steps, start=start)
     typer.echo(f"recipe done: {out}")
 
 

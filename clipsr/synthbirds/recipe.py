@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsr.existing_output import claim_output
-from clipsr.run_folder import MANIFEST
+from clipsr.run_folder import CHECKPOINT_FILE, MANIFEST
 
 CLIP_STEPS = 1500
 SR_STEPS = 1500
@@ -57,8 +57,8 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
         # the locator is frozen here: the part labels teach only the palette's colours and names
         Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr"), "--init", str(locator)) + sr
               + ("--data-opt", "part_labels=true", "--part-loss", "0"), out / "sr", resumable=True),
-        Stage("palette-text", synthbirds + ("fit-palette", str(out / "sr" / "checkpoint.safetensors"),
-                                            "-o", str(out / "demo.safetensors")), out / "demo.safetensors"),
+        Stage("fit-palette", synthbirds + ("fit-palette", str(out / "sr" / CHECKPOINT_FILE),
+                                           "-o", str(out / "demo.safetensors")), out / "demo.safetensors"),
     ] + ([
         Stage("sr-no-text-start", synthbirds + ("warm-start", str(start), "-o", str(notext_start), "--preset", "tiny")
               + no_text),
@@ -67,7 +67,7 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
               + (("--init", str(notext_start)) if start else ("--set", f"clip.pretrained={clip}") + no_text),
               out / "sr_notext", resumable=True),
         Stage("proof", synthbirds + ("proof", str(out / "demo.safetensors"), "--no-text",
-                                     str(out / "sr_notext" / "checkpoint.safetensors"), "-o", str(out / "proof"))),
+                                     str(out / "sr_notext" / CHECKPOINT_FILE), "-o", str(out / "proof"))),
     ]
 
 
