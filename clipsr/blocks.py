@@ -1,7 +1,6 @@
 """Text-conditioned building blocks of the generator (DF-GAN / GALIP style)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -102,33 +101,23 @@ class TBlock(nn.Module):
 
 
 class TextPalette(nn.Module):
-    """Paint the parts a caption names in the colours it gives them: out = a_0 * image + sum_k a_k * colour_k.
+    """Paint the parts a caption names in the colours it gives them: out = p_keep * image + sum_k p_k * colour_k.
 
-    From the text, per part k: a colour and whether the caption names the part at all (a logit); from the
-    image features, per pixel: logits over "keep the SR value" and the K parts. A part the caption does not
-    name cannot be chosen (its logit is shifted by log sigmoid(named_k)), so "a bird" leaves the SR image as
-    it is. "Where" and "which colour" are learnt apart: FiLM alone must learn text x location as one product
-    inside its channels, which short training does not. Each output can be taught directly (SynthBirds part
-    labels): the choice from the part masks, the colours and names from the caption. Starts close to the SR
-    image (a_0 = 0.9 everywhere)."""
+    From the text, per part k: a colour and whether the caption names the part at all (a logit); from a part
+    locator (`clipsr.locator`), per pixel: logits over "keep the SR value" and the K parts. A part the caption
+    does not name cannot be chosen (its logit is shifted by log sigmoid(named_k)), so "a bird" leaves the SR
+    image as it is. "Where" and "which colour" are learnt apart: FiLM alone must learn text x location as one
+    product inside its channels, which short training does not. Each output can be taught directly
+    (SynthBirds part labels): the choice from the part masks, the colours and names from the caption."""
 
-    def __init__(self, text_dim: int, channels: int, parts: int, hidden: int = 128):
+    def __init__(self, text_dim: int, parts: int, hidden: int = 128):
         super().__init__()
         self.parts = parts
         self.text = nn.Sequential(nn.Linear(text_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, parts * 4))
-        self.where = nn.Conv2d(channels, parts + 1, 1)
-        self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Small random choices, the SR value favoured: a_0 = 0.9 and every part 0.1 / K at the start."""
-        nn.init.normal_(self.where.weight, std=0.01)
-        with torch.no_grad():
-            self.where.bias.copy_(torch.tensor([math.log(9.0 * self.parts)] + [0.0] * self.parts))
-
-    def forward(self, image: torch.Tensor, features: torch.Tensor, text: torch.Tensor) -> PaletteOutput:
+    def forward(self, image: torch.Tensor, choice: torch.Tensor, text: torch.Tensor) -> PaletteOutput:
         read = self.text(text).view(-1, self.parts, 4)
         colours, named = read[..., :3], read[..., 3]                              # (B, K, 3), (B, K)
-        choice = self.where(features)
         choice = torch.cat([choice[:, :1], choice[:, 1:] + F.logsigmoid(named)[:, :, None, None]], dim=1)
         weights = torch.softmax(choice, dim=1)
         out = weights[:, :1] * image + (weights[:, 1:, None] * colours[:, :, :, None, None]).sum(dim=1)

@@ -62,7 +62,8 @@ class GeneratorConfig:
     # hidden width of a residual MLP on F_T shared by all text-conditioned blocks (ours); 0: none (the paper)
     text_mapper: int = 0
     # K > 0: a text palette at the output (ours, blocks.TextPalette): the text gives a colour for each of K
-    # parts and whether it names them, the image features choose per pixel between the SR value and a part
+    # parts and whether it names them, a part locator reading the LR (clipsr.locator) chooses per pixel between
+    # the SR value and a part
     text_palette: int = 0
 
     @property

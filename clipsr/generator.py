@@ -11,7 +11,8 @@ from torch import nn
 from .blocks import GBlock, PaletteOutput, TBlock, TextMapper, TextPalette, TIFBlock
 from .clip import CLIPVisual
 from .config import FEATURE_SIZE, GeneratorConfig
-from .upsample import BicubicUpsample
+from .locator import PartLocator
+from .upsample import MatrixUpsample
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -150,8 +151,10 @@ class Generator(nn.Module):
                                    text_dim if cfg.up_text else None, cfg.text_reweight)
         if cfg.global_skip not in ("bicubic", "none"):
             raise ValueError(f"global_skip must be 'bicubic' or 'none', got {cfg.global_skip!r}")
-        self.bicubic = BicubicUpsample(cfg.lr_size, cfg.scale) if cfg.global_skip == "bicubic" else None
-        self.palette = TextPalette(text_dim, cfg.up_width, cfg.text_palette) if cfg.text_palette else None
+        self.bicubic = MatrixUpsample(cfg.lr_size, cfg.scale) if cfg.global_skip == "bicubic" else None
+        self.palette = TextPalette(text_dim, cfg.text_palette) if cfg.text_palette else None
+        # trained on its own before the SR stage (clipsr.synthbirds.locator_stage), frozen in it
+        self.locator = PartLocator(cfg.lr_size, cfg.text_palette, cfg.scale).requires_grad_(False) if cfg.text_palette else None
         self._init_convs()
 
     def _init_convs(self) -> None:
@@ -163,8 +166,6 @@ class Generator(nn.Module):
                 nn.init.zeros_(module.bias)
         # Start near a flat image (or near bicubic with the global skip), not at the residuals' scale.
         self.upsampler.out.weight.data.mul_(0.1 if self.cfg.global_skip == "none" else 0.01)
-        if self.palette is not None:
-            self.palette.reset_parameters()
 
     def _skip_projection(self, channels: int, size: int) -> nn.Module:
         """How the encoder skip of `size` joins a G-block output of `channels`."""
@@ -192,7 +193,7 @@ class Generator(nn.Module):
             out = out + self.bicubic(lr)
         if self.palette is None:
             return PaletteOutput(out)
-        return self.palette(out, features, text)
+        return self.palette(out, self.locator.choice(lr), text)
 
     def condition_text(self, text: torch.Tensor) -> torch.Tensor:
         """F_T as every text-conditioned block reads it: zeroed without text, standardised, clamped, mapped."""

@@ -9,8 +9,8 @@ import torch
 
 from clipsr.blocks import TextPalette, TIFBlock
 from clipsr.config import ModelConfig
-from clipsr.factory import get_config
-from clipsr.factory import create_model
+from clipsr.factory import create_model, get_config
+from clipsr.locator import PartLocator
 
 
 @pytest.mark.parametrize("scale", [4, 8, 16])
@@ -183,7 +183,7 @@ def test_text_mapper_starts_as_identity_and_learns():
     assert mapper.mlp[-1].weight.grad.abs().sum() > 0
 
 
-def test_text_palette_starts_near_the_image_and_learns_where_from_image_which_colour_from_text():
+def test_text_palette_paints_where_the_locator_chooses_in_the_colour_the_text_gives():
     torch.manual_seed(0)
     assert create_model("tiny", scale=16, text_palette=0).generator.palette is None
     generator = create_model("tiny", scale=16, text_palette=4).generator.eval()
@@ -191,43 +191,61 @@ def test_text_palette_starts_near_the_image_and_learns_where_from_image_which_co
         out = generator.render(torch.zeros(2, 3, 16, 16), torch.randn(2, 64))
     assert out.image.shape == (2, 3, 256, 256) and out.choice.shape == (2, 5, 256, 256)
     assert out.colours.shape == (2, 4, 3) and out.named.shape == (2, 4)
-    palette = TextPalette(text_dim=4, channels=2, parts=2, hidden=16)
+    palette = TextPalette(text_dim=4, parts=2, hidden=16)
     image = torch.zeros(4, 3, 8, 8)
-    features = torch.zeros(4, 2, 8, 8)
-    features[:, 0, :4] = 1.0  # the image marks the top half ("a crown here")
+    choice = torch.zeros(4, 3, 8, 8)
+    choice[:, 0, 4:] = 10.0   # the locator: "keep the image" in the bottom half,
+    choice[:, 1, :4] = 10.0   # part 1 in the top half ("a crown here")
     text = torch.eye(4)       # four captions, one colour each
     colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
     target = image.clone()
     target[:, :, :4] = colours[:, :, None, None]
-    with torch.no_grad():
-        weights = torch.softmax(palette.where(features), dim=1)
-    torch.testing.assert_close(weights[:, 0], torch.full((4, 8, 8), 0.9), atol=0.02, rtol=0)
     optimiser = torch.optim.Adam(palette.parameters(), lr=0.03)
     for _ in range(300):
         optimiser.zero_grad()
-        (palette(image, features, text).image - target).abs().mean().backward()
+        (palette(image, choice, text).image - target).abs().mean().backward()
         optimiser.step()
     with torch.no_grad():
-        out = palette(image, features, text).image
-    assert (out[:, :, :4] - target[:, :, :4]).abs().max() < 0.15, "the marked half takes each caption's colour"
+        out = palette(image, choice, text).image
+    assert (out[:, :, :4] - target[:, :, :4]).abs().max() < 0.15, "the located half takes each caption's colour"
     assert out[:, :, 4:].abs().max() < 0.15, "the rest keeps the image"
 
 
 def test_a_part_the_caption_does_not_name_keeps_the_image():
     torch.manual_seed(0)
-    palette = TextPalette(text_dim=2, channels=1, parts=1, hidden=8)
+    palette = TextPalette(text_dim=2, parts=1, hidden=8)
+    choice = torch.tensor([0.0, 10.0])[None, :, None, None].expand(1, 2, 2, 2)  # the part everywhere
     with torch.no_grad():
-        palette.where.bias.copy_(torch.tensor([0.0, 10.0]))  # the image asks for the part everywhere
         palette.text[0].weight.zero_()
         palette.text[0].bias.zero_()
         palette.text[0].weight[0, 0] = 1.0   # hidden unit 0 carries text dimension 0
         palette.text[-1].weight.zero_()
         palette.text[-1].bias.copy_(torch.tensor([1.0, -1.0, -1.0, 0.0]))  # red
         palette.text[-1].weight[3, 0] = 100.0  # text dimension 0 says whether the part is named
-        named, unnamed = (palette(torch.zeros(1, 3, 2, 2), torch.zeros(1, 1, 2, 2), torch.tensor(t)).image
+        named, unnamed = (palette(torch.zeros(1, 3, 2, 2), choice, torch.tensor(t)).image
                           for t in ([[1.0, 0.0]], [[-1.0, 0.0]]))
     torch.testing.assert_close(named[0, :, 0, 0], torch.tensor([1.0, -1.0, -1.0]), atol=1e-3, rtol=0)
     assert unnamed.abs().max() < 1e-3, "an unnamed part's logit is shifted out: the image stays"
+
+
+def test_the_part_locator_reads_the_lr_is_frozen_in_the_generator_and_learns_where_a_part_is():
+    torch.manual_seed(0)
+    generator = create_model("tiny", scale=16, text_palette=4).generator
+    assert not any(p.requires_grad for p in generator.locator.parameters()), "trained on its own, frozen here"
+    assert all(p.requires_grad for p in generator.palette.parameters())
+    locator = PartLocator(lr_size=8, parts=1, scale=8, width=8, blocks=1)
+    lr = torch.rand(16, 3, 8, 8) * 2 - 1
+    bright = lr[:, 0] > 0.5                                   # the "part": pixels bright in red
+    labels = bright.repeat_interleave(4, 1).repeat_interleave(4, 2).long()
+    optimiser = torch.optim.Adam(locator.parameters(), lr=1e-2)
+    for _ in range(150):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(locator(lr), labels).backward()
+        optimiser.step()
+    with torch.no_grad():
+        assert locator(lr).shape == (16, 2, 32, 32) and locator.choice(lr).shape == (16, 2, 64, 64)
+        accuracy = (locator(lr).argmax(1) == labels).float().mean().item()
+    assert accuracy > 0.9, accuracy
 
 
 def test_text_clamp_bounds_unseen_phrasings_and_leaves_seen_ones():

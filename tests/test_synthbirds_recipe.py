@@ -35,16 +35,24 @@ def test_stages_run_in_order_once_and_an_interrupted_run_resumes(tmp_path, monke
         recipe.run_recipe(tmp_path)
     assert not calls
     recipe.run_recipe(tmp_path, resume=True)
-    assert [c[c.index("--out") + 1] if "--out" in c else c[3] for c in calls] == [
-        str(tmp_path / "clip"), "clip-report", str(tmp_path / "sr"), "fit-palette", str(tmp_path / "sr_notext"),
-        "proof"]
-    assert calls[0][-1] == "--restart" and calls[4][-1] == "--resume"
-    assert not {"--resume", "--restart"} & set(calls[2] + calls[3])
-    assert "part_labels=true" in calls[2] and "generator.use_text=false" in calls[4]
-    assert calls[5][4] == str(tmp_path / "demo.safetensors"), "the proof measures the fitted model"
-    assert calls[2][calls[2].index("--preset") + 1] == "synthbirds"
+    assert [c[3] if c[3] in ("clip-report", "locator", "fit-palette", "proof") else c[c.index("--out") + 1]
+            for c in calls] == [str(tmp_path / "clip"), "clip-report", "locator", str(tmp_path / "sr"), "fit-palette",
+                                str(tmp_path / "sr_notext"), "proof"]
+    locator = str(tmp_path / "locator.safetensors")
+    assert calls[2][calls[2].index("-o") + 1] == locator and "--clip" in calls[2]
+    assert calls[3][calls[3].index("--init") + 1] == locator, "the SR stage starts from the trained locator"
+    assert calls[0][-1] == "--restart" and calls[5][-1] == "--resume"
+    assert not {"--resume", "--restart"} & set(calls[3] + calls[4])
+    assert "part_labels=true" in calls[3] and "generator.use_text=false" in calls[5]
+    assert calls[6][4] == str(tmp_path / "demo.safetensors"), "the proof measures the fitted model"
+    assert calls[3][calls[3].index("--preset") + 1] == "synthbirds"
     recipe.run_recipe(tmp_path, resume=True)
-    assert len(calls) == 6, "every stage is marked done"
+    assert len(calls) == 7, "every stage is marked done"
+
+
+def test_a_start_checkpoint_replaces_the_clip_weights_of_the_locator_stage():
+    locator = next(s for s in recipe.stages(Path("out"), start=Path("demo.safetensors")) if s.name == "locator")
+    assert locator.argv[locator.argv.index("--start") + 1] == "demo.safetensors" and "--clip" not in locator.argv
 
 
 def test_a_failed_stage_stops_the_recipe_and_runs_again_next_time(tmp_path, monkeypatch):
@@ -62,10 +70,10 @@ def test_the_gpu_recipe_uses_bf16_and_workers():
 
 def test_cli_dry_run_and_bad_arguments(tmp_path):
     result = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--dry-run", "--sr-steps", "7"])
-    assert result.exit_code == 0 and result.output.count("\n[") == 5 and "--steps 7" in result.output
+    assert result.exit_code == 0 and result.output.count("\n[") == 6 and "--steps 7" in result.output
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"
     bad = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--only", "sr-stage"])
-    assert bad.exit_code == 2 and "'sr-stage' is not one of clip, clip-report, sr, fit-palette" in bad.output
+    assert bad.exit_code == 2 and "'sr-stage' is not one of clip, clip-report, locator, sr, fit-palette" in bad.output
     bad = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--device", "tpu"])
     assert bad.exit_code == 2 and "'tpu' is not one of cpu, cuda" in bad.output
 

@@ -42,7 +42,7 @@ def _divides_size(scale: int) -> int:
 
 SCALE = typer.Option(16, callback=_divides_size, help=f"downscaling factor, a divisor of {SIZE}")
 EXISTING_FILE = {"exists": True, "dir_okay": False}
-STAGES = [stage.name for stage in stages(Path())]
+STAGES = [stage.name for stage in stages(Path(), start=Path())]  # the warm-start stage too
 
 
 @app.command()
@@ -168,6 +168,74 @@ def fit_palette(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
     typer.echo(f"palette colour L1 {losses['colour']:.3f}, named BCE {losses['named']:.4f}; wrote {out}")
 
 
+@app.command("warm-start")
+def warm_start_command(start: Path, out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write"),
+                       preset: str = typer.Option("tiny"), scale: int = typer.Option(16),
+                       set_: list[str] = typer.Option([], "--set", help="model override, e.g. generator.use_text=false")
+                       ) -> None:
+    """A new model of PRESET holding every weight of START whose name and shape match: an SR stage's --init
+    when the recipe continues from an earlier model (the rest keeps its fresh initialisation)."""
+    import torch
+
+    from clipsr.checkpoint import save_checkpoint
+    from clipsr.factory import create_model
+    from clipsr.synthbirds.locator_stage import warm_start
+    from clipsr.train_config import parse_assignments
+
+    if not start.is_file():
+        raise FileNotFoundError(f"no checkpoint at {start}")
+    torch.manual_seed(0)
+    model = create_model(preset, scale=scale, **parse_assignments(set_))
+    missing = warm_start(model, start)
+    save_checkpoint(model, out, warm_start=str(start))
+    typer.echo(f"{len(missing)} weights not in {start}: " + ", ".join(sorted({m.rsplit('.', 2)[0] for m in missing}))
+               + f"; wrote {out}")
+
+
+@app.command()
+def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write (the SR stage's --init)"),
+            clip: Path = typer.Option(None, help="CLIP weights of the CLIP stage (a model of preset synthbirds)"),
+            start: Path = typer.Option(None, help="start from this checkpoint's weights, all whose name and shape "
+                                                  "match (its CLIP included) instead of a new model"),
+            birds: int = typer.Option(6000, help="train birds rendered once into the cache"),
+            steps: int = typer.Option(2500, help="steps of 32 cached birds"),
+            cache: Path = typer.Option(None, help="where the rendered birds are kept (default: beside --out)")) -> None:
+    """Train a generator's part locator on part masks, from a cache of rendered birds (the SR stage freezes it)."""
+    import dataclasses
+
+    import torch
+
+    from clipsr.checkpoint import read_config, save_checkpoint
+    from clipsr.factory import create_model
+    from clipsr.model import CLIPSR
+    from clipsr.synthbirds.locator_stage import load_or_render_cache, locator_iou, train_locator, warm_start
+
+    if (clip is None) == (start is None):
+        raise OptionError("give exactly one of --clip (a new model) or --start (a checkpoint to start from)")
+    if steps < 1 or birds < 1:
+        raise OptionError("--steps and --birds must be at least 1")
+    torch.manual_seed(0)
+    if start is not None:
+        config = read_config(start)
+        model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
+        model.config = config
+        missing = warm_start(model, start)
+        typer.echo(f"from {start}: all weights but {len(missing)} ({', '.join(sorted({m.rsplit('.', 2)[0] for m in missing}))})")
+    else:
+        if not clip.is_file():
+            raise FileNotFoundError(f"no CLIP weights at {clip}")
+        model = create_model("synthbirds", scale=16, clip_weights=str(clip))
+    if model.generator.locator is None:
+        raise ValueError("this model has no text palette, so no part locator to train")
+    cache_dir = cache or out.parent
+    train = load_or_render_cache(cache_dir / "locator_train.safetensors", "train", birds)
+    val = load_or_render_cache(cache_dir / "locator_val.safetensors", "val", 200)
+    loss = train_locator(model.generator.locator, train, steps)
+    iou = locator_iou(model.generator.locator, val)
+    save_checkpoint(model, out, locator_steps=str(steps), locator_birds=str(birds))
+    typer.echo(f"locator CE {loss:.4f}; val IoU " + ", ".join(f"{p} {v:.2f}" for p, v in iou.items()) + f"; wrote {out}")
+
+
 @app.command()
 def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder of every stage's output"),
            device: str = typer.Option("cpu", callback=_one_of(["cpu", "cuda"]), help="cpu or cuda"),
@@ -176,19 +244,22 @@ def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="fold
            only: list[str] = typer.Option([], callback=_one_of(STAGES),
                                           help=f"run only these stages ({', '.join(STAGES)})"),
            clip_steps: int = typer.Option(1500, min=1), sr_steps: int = typer.Option(1500, min=1),
+           start: Path = typer.Option(None, help="start the locator and SR stages' model from this checkpoint's "
+                                                 "weights (e.g. the previous demo) instead of a new one"),
            dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing"),
            resume: bool = typer.Option(False, help="continue the recipe in --out: stages done are skipped, an "
                                                    "interrupted training stage resumes"),
            restart: bool = typer.Option(False, help="start over: move --out aside to OUT.old-<time> first")) -> None:
-    """Train the built-in demo from nothing: CLIP stage, its report, SR stage, the palette's text reader fitted
-    on captions, no-text variant, proof. An existing --out is never replaced: --resume continues it (stages
-    already done are skipped, an interrupted training stage resumes), --restart sets it aside."""
+    """Train the built-in demo from nothing: CLIP stage, its report, the part locator, SR stage, the palette's
+    text reader fitted on captions, no-text variant, proof. An existing --out is never replaced: --resume
+    continues it (stages already done are skipped, an interrupted training stage resumes), --restart sets it
+    aside."""
     if dry_run:
-        for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps):
+        for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps, start=start):
             typer.echo(f"[{stage.name}] {' '.join(command(stage))}")
         return
     run_recipe(out, device, workers, tuple(only), echo=typer.echo, resume=resume, restart=restart,
-               clip_steps=clip_steps, sr_steps=sr_steps)
+               clip_steps=clip_steps, sr_steps=sr_steps, start=start)
     typer.echo(f"recipe done: {out}")
 
 

@@ -1,5 +1,5 @@
-"""The built-in demo's whole training recipe as data: CLIP stage, its report, SR stage, the palette's text
-reader fitted on captions, no-text variant, proof.
+"""The built-in demo's whole training recipe as data: CLIP stage, its report, the part locator, SR stage, the
+palette's text reader fitted on captions, no-text variant, proof.
 
 Each stage is one command line; `run_recipe` runs those not yet done, in order, and marks each done in the
 output folder. Like every command that writes a run, it never replaces one (`existing_output`): an existing
@@ -33,29 +33,39 @@ class Stage:
 
 
 def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = CLIP_STEPS,
-           sr_steps: int = SR_STEPS) -> list[Stage]:
-    """The recipe's stages for output folder `out`."""
+           sr_steps: int = SR_STEPS, start: Path | None = None) -> list[Stage]:
+    """The recipe's stages for output folder `out`; with `start`, the model of the locator and SR stages starts
+    from that checkpoint's weights (all whose name and shape match) instead of a new model on the CLIP stage's
+    weights."""
     train = (sys.executable, "-m", "clipsr.cli.train", "--device", device, "--num-workers", str(workers),
              "--seed", "0") + (("--amp", "bf16") if device == "cuda" else ())
     synthbirds = (sys.executable, "-m", "clipsr.synthbirds")
     clip = out / "clip" / "clip.safetensors"
     sr = ("--scale", "16", "--dataset", "synthbirds", "--batch-size", "16", "--lr-g", "1e-3", "--lr-d", "4e-4",
           "--lambda-adv", "0.01", "--perceptual", "off", "--ckpt-every", "250", "--log-every", "25",
-          "--steps", str(sr_steps), "--set", f"clip.pretrained={clip}",
-          "--data-opt", "mismatch_lr_prob=0.5")
+          "--steps", str(sr_steps), "--data-opt", "mismatch_lr_prob=0.5")
+    locator, notext_start = out / "locator.safetensors", out / "sr_notext_start.safetensors"
+    no_text = ("--set", "generator.use_text=false")
     return [
         Stage("clip", train + ("--stage", "clip", "--out", str(out / "clip"), "--steps", str(clip_steps),
                                "--batch-size", "16", "--clip-lr", "1e-3", "--log-every", "50", "--data-opt",
                                "twins=true", "--data-opt", "attributes=true", "--attribute-loss", "1"),
               out / "clip", resumable=True),
         Stage("clip-report", synthbirds + ("clip-report", str(clip), "-o", str(out / "clip_report.json"))),
-        # part-choice loss 0.1: at 1 it takes capacity from the image far from any part (MODEL_CARD.md)
-        Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr")) + sr
-              + ("--data-opt", "part_labels=true", "--part-loss", "0.1"), out / "sr", resumable=True),
+        Stage("locator", synthbirds + ("locator", "-o", str(locator))
+              + (("--start", str(start)) if start else ("--clip", str(clip)))),
+        # the locator is frozen here: the part labels teach only the palette's colours and names
+        Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr"), "--init", str(locator)) + sr
+              + ("--data-opt", "part_labels=true", "--part-loss", "0"), out / "sr", resumable=True),
         Stage("fit-palette", synthbirds + ("fit-palette", str(out / "sr" / CHECKPOINT_FILE),
                                            "-o", str(out / "demo.safetensors")), out / "demo.safetensors"),
+    ] + ([
+        Stage("sr-no-text-start", synthbirds + ("warm-start", str(start), "-o", str(notext_start), "--preset", "tiny")
+              + no_text),
+    ] if start else []) + [
         Stage("sr-no-text", train + ("--preset", "tiny", "--out", str(out / "sr_notext")) + sr
-              + ("--set", "generator.use_text=false"), out / "sr_notext", resumable=True),
+              + (("--init", str(notext_start)) if start else ("--set", f"clip.pretrained={clip}") + no_text),
+              out / "sr_notext", resumable=True),
         Stage("proof", synthbirds + ("proof", str(out / "demo.safetensors"), "--no-text",
                                      str(out / "sr_notext" / CHECKPOINT_FILE), "-o", str(out / "proof"))),
     ]

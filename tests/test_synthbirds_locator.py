@@ -1,0 +1,88 @@
+"""The locator stage: a cache of rendered birds, a locator trained on it, a model started from another's weights."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from typer.testing import CliRunner
+
+from clipsr.checkpoint import save_checkpoint
+from clipsr.factory import create_model
+from clipsr.locator import PartLocator
+from clipsr.synthbirds.__main__ import app
+from clipsr.synthbirds.dataset import part_label_map
+from clipsr.synthbirds.locator_stage import (load_or_render_cache, locator_iou, render_cache, train_locator,
+                                             warm_start)
+from clipsr.synthbirds.render import render, sample_spec
+from clipsr.synthbirds.splits import split_seeds
+
+
+def test_the_cache_holds_each_birds_lr_and_its_part_labels_at_4x_the_lr(tmp_path):
+    cache = render_cache("val", 3, progress=False)
+    assert cache["lr"].shape == (3, 3, 16, 16) and cache["labels"].shape == (3, 64, 64)
+    assert -1.0 <= cache["lr"].min() and cache["lr"].max() <= 1.0
+    labels = part_label_map(render(sample_spec(int(split_seeds("val", 3)[1])))[1])
+    np.testing.assert_array_equal(cache["labels"][1], labels[2::4, 2::4])
+    assert set(np.unique(cache["labels"])) <= {0, 1, 2, 3, 4} and (cache["labels"] > 0).any()
+    path = tmp_path / "cache.safetensors"
+    first = load_or_render_cache(path, "val", 3)
+    path.write_bytes(path.read_bytes())  # the stored cache is read back, not rendered again
+    again = load_or_render_cache(path, "val", 3)
+    np.testing.assert_array_equal(again["labels"], first["labels"])
+    np.testing.assert_array_equal(again["lr"], cache["lr"])
+    assert len(load_or_render_cache(path, "val", 4)["lr"]) == 4, "another bird count renders anew"
+
+
+def test_training_on_the_cache_lowers_the_loss_and_leaves_the_locator_frozen():
+    torch.manual_seed(0)
+    cache = render_cache("train", 32, progress=False)
+    locator = PartLocator(16, 4, width=16, blocks=1)
+    first = train_locator(locator, cache, steps=1, batch_size=16, progress=False)
+    later = train_locator(locator, cache, steps=60, batch_size=16, progress=False)
+    assert later < 0.8 * first
+    assert not any(p.requires_grad for p in locator.parameters()) and not locator.training
+    iou = locator_iou(locator, cache)
+    assert set(iou) == {"crown", "wing", "belly", "beak"} and all(0.0 <= v <= 1.0 for v in iou.values())
+
+
+def test_warm_start_copies_every_matching_weight_and_names_the_rest(tmp_path):
+    torch.manual_seed(0)
+    source = create_model("tiny", scale=16, text_palette=4)
+    path = save_checkpoint(source, tmp_path / "source.safetensors")
+    target = create_model("tiny", scale=16, text_palette=4, up_width=8)  # another upsampler width: those do not match
+    missing = warm_start(target, path)
+    assert missing and all(k.startswith(("generator.upsampler", "generator.palette")) or "locator" not in k
+                           for k in missing)
+    assert not any(k.startswith("generator.locator") for k in missing)
+    torch.testing.assert_close(target.generator.locator.out.weight, source.generator.locator.out.weight)
+    assert not any(k.startswith(("clip_visual", "text_encoder", "discriminator.clip_visual")) for k in missing), \
+        "a shared CLIP saved under one name counts as copied under all"
+
+
+def test_cli_trains_the_locator_of_a_checkpoint_and_refuses_bad_arguments(tmp_path):
+    torch.manual_seed(0)
+    start = save_checkpoint(create_model("synthbirds", scale=16), tmp_path / "start.safetensors")
+    out = tmp_path / "locator.safetensors"
+    result = CliRunner().invoke(app, ["locator", "-o", str(out), "--start", str(start), "--birds", "8", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "val IoU crown" in result.output and (tmp_path / "locator_val.safetensors").is_file()
+    before, after = create_model(start), create_model(out)
+    assert not torch.equal(before.generator.locator.out.weight, after.generator.locator.out.weight)
+    torch.testing.assert_close(before.generator.refine[0].conv1.weight, after.generator.refine[0].conv1.weight)
+    both = CliRunner().invoke(app, ["locator", "-o", str(out), "--start", str(start), "--clip", str(start)])
+    assert both.exit_code == 2 and "exactly one of --clip" in both.output
+    missing = CliRunner().invoke(app, ["locator", "-o", str(out), "--clip", str(tmp_path / "none.safetensors")])
+    assert missing.exit_code != 0 and "no CLIP weights" in missing.output
+
+
+def test_cli_warm_start_builds_another_preset_around_a_checkpoints_weights(tmp_path):
+    torch.manual_seed(0)
+    start = save_checkpoint(create_model("synthbirds", scale=16), tmp_path / "start.safetensors")
+    out = tmp_path / "notext.safetensors"
+    result = CliRunner().invoke(app, ["warm-start", str(start), "-o", str(out), "--preset", "tiny",
+                                      "--set", "generator.use_text=false"])
+    assert result.exit_code == 0 and "0 weights not in" in result.output, result.output
+    model = create_model(out)
+    assert model.generator.palette is None and not model.config.generator.use_text
+    torch.testing.assert_close(model.generator.refine[0].conv1.weight, create_model(start).generator.refine[0].conv1.weight)
+    missing = CliRunner().invoke(app, ["warm-start", str(tmp_path / "none.safetensors"), "-o", str(out)])
+    assert missing.exit_code != 0 and "no checkpoint at" in missing.output
