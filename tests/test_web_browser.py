@@ -34,8 +34,8 @@ def test_the_page_upscales_compares_and_says_what_is_wrong(tmp_path):
 
         verdict = compare(page, caption.replace("purple wings", "red wings"))
         assert "grey levels" in verdict or "identical" in verdict
-        for element in ("#result-a", "#result-b", "#difference"):
-            assert page.locator(f"{element} img").is_visible()
+        for element in ("#result-a", "#result-b", "#difference"):  # each image may render a moment after the verdict
+            page.locator(f"{element} img").wait_for(state="visible", timeout=30_000)
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
         page.locator("#caption textarea").fill("   ")
