@@ -90,6 +90,8 @@ def serve(folders: list[Path], host: str, port: int, open_browser: bool, max_out
         except OSError as exc:  # gradio's message names its own settings, not our options
             raise OSError(f"cannot listen on {host}:{port} (in use, or not an address of this machine): choose "
                           "another --port or --host") from exc
+        except KeyboardInterrupt:  # a stop that lands while launch() is still starting: the same clean stop
+            page.close()
     finally:
         pool.close()
 
