@@ -24,7 +24,7 @@ from PIL import Image
 
 from clipsr_runtime.backends import BACKENDS
 from clipsr_runtime.cli_errors import FAILURES
-from clipsr_runtime.images import read_image, to_pil, write_image
+from clipsr_runtime.images import RuntimeImage, read_image, to_pil, write_image
 from clipsr_runtime.manifest import PRECISIONS
 from clipsr_runtime.prompt_files import load_prompts
 from clipsr_runtime.upscaler import Plan
@@ -104,9 +104,9 @@ def _in_page(path: str, name: str) -> Iterator[None]:
 
 def _upscale_all(pool: UpscalerPool, upload: dict | None, prompts: list[str], model: str, backend: str,
                  precision: str, outscale: float | None,
-                 progress: Callable[..., object]) -> tuple[list[Image.Image], Plan, str, str]:
-    """The upload under each prompt: (results, plan, file name, where it ran). The input's size and
-    the result's are checked from the file header before the pixels are decoded."""
+                 progress: Callable[..., object]) -> tuple[RuntimeImage, list[Image.Image], Plan, str, str]:
+    """The upload under each prompt: (the input as read, results, plan, file name, where it ran). The
+    input's size and the result's are checked from the file header before the pixels are decoded."""
     path, name = _upload(upload)
     with _in_page(path, name), pool.use(model, backend, precision, _outscale(outscale)) as upscaler:
         plans: list[Plan] = []
@@ -120,7 +120,7 @@ def _upscale_all(pool: UpscalerPool, upload: dict | None, prompts: list[str], mo
 
         progress(0, desc="upscaling")
         results = [to_pil(upscaler.upscale_image(image, prompt, tiles_done)) for prompt in prompts]
-        return results, plans[0], name, upscaler.runs_on
+        return image, results, plans[0], name, upscaler.runs_on
 
 
 def _summary(plan: Plan, name: str, runs_on: str, seconds: float) -> str:
@@ -139,10 +139,10 @@ class Requests:
                 outscale: float | None, progress=gr.Progress()) -> tuple:
         """-> ((bicubic, result) for the slider, the download button, a line on what ran)."""
         start = time.perf_counter()
-        (result,), plan, name, runs_on = _upscale_all(self.pool, upload, [_caption(text)], model, backend,
+        image, (result,), plan, name, runs_on = _upscale_all(self.pool, upload, [_caption(text)], model, backend,
                                                      precision, outscale, progress)
         saved = self.results.write(result, f"{Path(name).stem}_x{self.pool.manifests[model].scale}.png")
-        before = bicubic(upload["path"], result.size)
+        before = bicubic(image, result.size)
         return ((before, result), gr.update(value=str(saved), interactive=True),
                 _summary(plan, name, runs_on, time.perf_counter() - start))
 
@@ -151,7 +151,7 @@ class Requests:
         """-> (result A, result B, the difference map, a line on how much the captions changed)."""
         prompts = [_caption(text_a, "caption"), _caption(text_b, "caption B")]
         start = time.perf_counter()
-        (a, b), plan, name, runs_on = _upscale_all(self.pool, upload, prompts, model, backend, precision,
+        _, (a, b), plan, name, runs_on = _upscale_all(self.pool, upload, prompts, model, backend, precision,
                                                    outscale, progress)
         diff = difference(a, b)
         verdict = (f"The captions change {diff.changed:.1%} of the pixels by {CHANGED} grey levels or more; "

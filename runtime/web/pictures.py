@@ -6,15 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from clipsr_runtime.images import RuntimeImage, to_pil
 
 CHANGED = 2  # grey levels: a smaller difference is rounding, not the caption
 
 
-def bicubic(path: str, size: tuple[int, int]) -> Image.Image:
-    """The input (EXIF orientation applied, as the runtime reads it) resized to `size` with bicubic, in RGB."""
-    with Image.open(path) as img:
-        return ImageOps.exif_transpose(img).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+def bicubic(image: RuntimeImage, size: tuple[int, int]) -> Image.Image:
+    """The input as the runtime read it (orientation, colour space and bit depth handled once, there),
+    resized to `size` with bicubic, in 8-bit RGB."""
+    return to_pil(RuntimeImage(image.rgb)).resize(size, Image.Resampling.BICUBIC)
 
 
 @dataclass(frozen=True)
