@@ -14,23 +14,24 @@ from clipsr_runtime.errors import OptionError
 ASIDE = ".old-"
 
 
-def check_output(path: Path, *, resume: bool = False, restart: bool = False) -> None:
+def check_output(path: Path, *, resume: bool = False, restart: bool = False, resumable: bool = True) -> None:
     """OptionError when the choice is missing or contradicts what is on disk; moves nothing, so a command
-    can refuse before its work and claim the path when it is about to write."""
+    can refuse before its work and claim the path when it is about to write. `resumable=False`: the command
+    has no --resume, so its refusal offers only --restart."""
     path = Path(path)
     if resume and restart:
         raise OptionError("--resume continues the output that is there, --restart moves it aside: give one")
     if resume and not path.exists():
         raise OptionError(f"nothing to resume: {path} does not exist")
     if not resume and not restart and _holds_something(path):
-        raise OptionError(f"{path} exists: --resume continues it, --restart moves it aside to "
-                          f"{path.name}{ASIDE}<time> and starts over")
+        choices = "--resume continues it, --restart moves it aside" if resumable else "--restart moves it aside"
+        raise OptionError(f"{path} exists: {choices} to {path.name}{ASIDE}<time> and starts over")
 
 
-def claim_output(path: Path, *, resume: bool = False, restart: bool = False) -> Path | None:
+def claim_output(path: Path, *, resume: bool = False, restart: bool = False, resumable: bool = True) -> Path | None:
     """`check_output`, then with `restart` move what is there aside; returns where it went, if it moved."""
     path = Path(path)
-    check_output(path, resume=resume, restart=restart)
+    check_output(path, resume=resume, restart=restart, resumable=resumable)
     if not restart or not _holds_something(path):
         return None
     aside = _aside_name(path)

@@ -19,6 +19,8 @@ def test_a_new_output_needs_a_free_path(tmp_path):
             (taken / "checkpoint.safetensors").write_text("trained")
         with pytest.raises(OptionError, match=f"{kind} exists: --resume continues it, --restart moves it aside"):
             claim_output(taken)
+        with pytest.raises(OptionError, match=f"{kind} exists: --restart moves it aside to {kind}.old-<time>"):
+            claim_output(taken, resumable=False)  # a command without --resume does not offer it
         assert taken.exists()
 
 

@@ -15,7 +15,7 @@ from clipsr_runtime.cli import app as run_app  # noqa: E402
 from clipsr_runtime.prompt_files import load_prompts  # noqa: E402
 from runtime_fixtures import make_model_dir  # noqa: E402
 from web_browser import (EXAMPLES, browser_page, choose_model, compare, error_message, have_browser,  # noqa: E402
-                         server, upload, upscale)
+                         server, upload, upscale, wings_recoloured)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not have_browser(), reason="needs chromium (apt-get install chromium) and "
@@ -32,7 +32,7 @@ def test_the_page_upscales_compares_and_says_what_is_wrong(tmp_path):
         got = upscale(page, caption, tmp_path / "downloaded.png")
         assert "bird_0.png: 16x16 -> 256x256 (direct)" in page.locator("#info").inner_text()
 
-        verdict = compare(page, caption.replace("purple wings", "red wings"))
+        verdict = compare(page, wings_recoloured(caption))
         assert "grey levels" in verdict or "identical" in verdict
         for element in ("#result-a", "#result-b", "#difference"):  # each image may render a moment after the verdict
             page.locator(f"{element} img").wait_for(state="visible", timeout=30_000)

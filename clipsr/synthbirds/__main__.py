@@ -1,6 +1,6 @@
-"""`python -m clipsr.synthbirds export|survival|sheet|clip-report|fit-palette|proof|recipe`: write the dataset,
-measure colour survival, look at it, say what a CLIP learned of it, fit the text palette's colour reader,
-prove that text helps, and train the built-in demo from nothing."""
+"""`python -m clipsr.synthbirds export|examples|survival|sheet|clip-report|fit-palette|proof|recipe`: write the
+dataset or the example inputs, measure colour survival, look at it, say what a CLIP learned of it, fit the text
+palette's colour reader, prove that text helps, and train the built-in demo from nothing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +12,7 @@ from rich.table import Table
 from clipsr_runtime.cli_errors import OneLineErrorsGroup
 from clipsr_runtime.errors import OptionError
 
+from clipsr.synthbirds.examples import EXAMPLE_SEEDS, check_test_seeds, write_examples
 from clipsr.synthbirds.jsonl import export_jsonl
 from clipsr.synthbirds.measure import part_colour_survival
 from clipsr.synthbirds.recipe import command, run_recipe, stages
@@ -57,6 +58,28 @@ def export(out: Path, split: str = typer.Option("train", callback=_one_of(list(S
         raise OptionError(str(error)) from None
     path = export_jsonl(out, split, count, scale, seed_offset)
     typer.echo(f"wrote {path}")
+
+
+def _test_seeds(seeds: list[int]) -> list[int]:
+    try:
+        check_test_seeds(seeds)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return seeds
+
+
+@app.command()
+def examples(out: Path = typer.Option(..., "--out", "-o", help="folder to write (new or empty, or see --restart)"),
+             seed: list[int] = typer.Option(list(EXAMPLE_SEEDS), callback=_test_seeds, metavar="SEED",
+                                            help="a test bird; repeat for several (bird_0.png, bird_1.png, ...)"),
+             scale: int = SCALE,
+             restart: bool = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first")) -> None:
+    """Write the example inputs: each test bird's LR as bird_<i>.png and its caption in prompts.csv (the
+    repository's examples/ are `-o examples --restart`)."""
+    set_aside = write_examples(out, tuple(seed), scale, restart=restart)
+    if set_aside:
+        typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
+    typer.echo(f"wrote {len(seed)} birds and {out / 'prompts.csv'}")
 
 
 @app.command()
@@ -157,11 +180,11 @@ def fit_palette(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
 
     if out.resolve() == checkpoint.resolve():
         raise OptionError(f"--out {out} is the checkpoint it starts from; write a new file")
-    check_output(out, restart=restart)
+    check_output(out, restart=restart, resumable=False)
     model = create_model(checkpoint)
     losses = fit_palette_text(model, steps=steps)
     step = read_metadata(checkpoint).get("step", "?")
-    set_aside = claim_output(out, restart=restart)
+    set_aside = claim_output(out, restart=restart, resumable=False)
     save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
     if set_aside:
         typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)

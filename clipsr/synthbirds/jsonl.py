@@ -30,10 +30,9 @@ def export_jsonl(out_dir: str | Path, split: str = "train", count: int | None = 
     for seed in seeds:
         spec, key = sample_spec(seed), bird_key(split, seed)
         hr, _ = render(spec)
-        lr = bicubic_downsample(hr.astype(np.float32) / 255.0, scale)
         image, lr_image = f"{split}/{key}.png", f"{split}_lr_x{scale}/{key}.png"
         Image.fromarray(hr).save(out_dir / image)
-        Image.fromarray(np.round(np.clip(lr, 0, 1) * 255).astype(np.uint8)).save(out_dir / lr_image)
+        Image.fromarray(lr_uint8(hr, scale)).save(out_dir / lr_image)
         lines.append(json.dumps({"image": image, "captions": bird_captions(spec), "key": key, "lr": lr_image,
                                  "colours": {part: getattr(spec, part) for part in DESCRIBED_PARTS}}))
     path = out_dir / f"{split}.jsonl"
@@ -41,3 +40,9 @@ def export_jsonl(out_dir: str | Path, split: str = "train", count: int | None = 
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)  # the index appears only once every image is written
     return path
+
+
+def lr_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The 8-bit bicubic LR of a uint8 HR render, as its PNG holds it (what a user's LR file looks like)."""
+    lr = bicubic_downsample(hr.astype(np.float32) / 255.0, scale)
+    return np.round(np.clip(lr, 0, 1) * 255).astype(np.uint8)
