@@ -15,9 +15,6 @@ from typing import Any
 SCALES = (4, 8, 16)
 HR_SIZE = 256
 FEATURE_SIZE = 8  # the encoder always ends at 8x8; the CLIP-ViT branch maps 8x8 to CLIP's 7x7 grid
-# "clipsr": our generator (clipsr.generator); "reference": the authors' released generator as their code
-# computes it (clipsr.reference), so their checkpoint can be imported
-ARCHITECTURES = ("clipsr", "reference")
 
 
 @dataclass(frozen=True)
@@ -81,6 +78,45 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class ReferenceGeneratorConfig:
+    """The widths of the authors' released generator (clipsr.reference), all it reads: their code fixes the
+    rest (4x, LR 64; four G-blocks at 8, 16, 32 and 64 px with enc, enc, enc and body channels)."""
+
+    scale: int = 4
+    lr_res_width: int = 256          # body width: head, c1, the last G-block, conv_after_body
+    enc_width: int = 512             # c2..c4 and the first three G-blocks
+    up_width: int = 64               # conv_before_upsample and the PixelShuffle stages
+
+    def __post_init__(self) -> None:
+        if self.scale != 4:
+            raise ValueError(f"the reference generator is 4x (LR 64 -> 256 px), got scale {self.scale}")
+
+    @property
+    def lr_size(self) -> int:
+        return HR_SIZE // self.scale
+
+    @property
+    def refine_channels(self) -> tuple[int, ...]:
+        return (self.enc_width,) * 3 + (self.lr_res_width,)
+
+    @property
+    def refine_sizes(self) -> tuple[int, ...]:
+        return tuple(FEATURE_SIZE * 2**i for i in range(len(self.refine_channels)))
+
+
+# "clipsr": our generator (clipsr.generator); "reference": the authors' released generator as their code
+# computes it (clipsr.reference), so their checkpoint can be imported. Each reads its own config.
+GENERATOR_CONFIGS: dict[str, type] = {"clipsr": GeneratorConfig, "reference": ReferenceGeneratorConfig}
+ARCHITECTURES = tuple(GENERATOR_CONFIGS)
+# A reference config written as a full GeneratorConfig (checkpoints converted before the reference had its
+# own) also holds our generator's fields: switches at their "off" value, and widths of parts the reference
+# does not have, which never mattered. Anything else would describe a generator it cannot build.
+_REFERENCE_OFF = {"clip_branch": False, "global_skip": "none", "text_norm": "none", "text_clamp": 0.0,
+                  "up_text": False, "text_mapper": 0, "text_palette": 0, "use_text": True, "text_reweight": "none"}
+_REFERENCE_UNUSED = ("mapper_width", "n_prompts", "prompt_heads", "branch_gate_init")
+
+
+@dataclass(frozen=True)
 class DiscriminatorConfig:
     """GALIP's CLIP-based discriminator: taps of the frozen CLIP visual tower and the D-block widths."""
 
@@ -94,12 +130,15 @@ class ModelConfig:
     preset: str = "paper-b32"
     architecture: str = "clipsr"
     clip: CLIPConfig = field(default_factory=CLIPConfig)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    generator: GeneratorConfig | ReferenceGeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if type(self.generator) is not GENERATOR_CONFIGS[self.architecture]:
+            raise ValueError(f"architecture {self.architecture!r} reads a "
+                             f"{GENERATOR_CONFIGS[self.architecture].__name__}, got {type(self.generator).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,24 +148,45 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        def build(kind, values):
-            values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-            known = {f.name for f in dataclasses.fields(kind)}
-            unknown = set(values) - known
-            if unknown:
-                raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
-            return kind(**values)
-
+        architecture = data.get("architecture", "clipsr")  # an unknown one is refused by __post_init__
         generator = dict(data.get("generator", {}))
-        if generator.get("skip_mismatch") == "project":  # saved when there was a choice; now the only way
-            del generator["skip_mismatch"]
+        if architecture == "reference":
+            generator_config = _reference_generator(generator)
+        else:
+            if generator.get("skip_mismatch") == "project":  # saved when there was a choice; now the only way
+                del generator["skip_mismatch"]
+            generator_config = _build(GeneratorConfig, generator)
         return cls(
             preset=data.get("preset", "custom"),
-            architecture=data.get("architecture", "clipsr"),
-            clip=build(CLIPConfig, data.get("clip", {})),
-            generator=build(GeneratorConfig, generator),
-            discriminator=build(DiscriminatorConfig, data.get("discriminator", {})),
+            architecture=architecture,
+            clip=_build(CLIPConfig, data.get("clip", {})),
+            generator=generator_config,
+            discriminator=_build(DiscriminatorConfig, data.get("discriminator", {})),
         )
+
+
+def _build(kind: type, values: dict[str, Any]) -> Any:
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
+    return kind(**values)
+
+
+def _reference_generator(values: dict[str, Any]) -> ReferenceGeneratorConfig:
+    """A reference generator's config, from its own fields or from a full GeneratorConfig of one
+    (`_REFERENCE_OFF`); an error names what the reference has no part for."""
+    on = [f"{name}={values[name]!r}" for name, off in _REFERENCE_OFF.items() if values.get(name, off) != off]
+    if on:
+        raise ValueError(f"the reference generator has no part for {', '.join(on)}")
+    channels = values.get("refine_channels")
+    config = _build(ReferenceGeneratorConfig, {k: v for k, v in values.items() if k != "refine_channels"
+                                               and k not in _REFERENCE_OFF and k not in _REFERENCE_UNUSED})
+    if channels is not None and tuple(channels) != config.refine_channels:
+        raise ValueError(f"the reference generator's G-blocks are {config.refine_channels} (enc_width x 3, "
+                         f"lr_res_width), got refine_channels {tuple(channels)}")
+    return config
 
 
 def apply_overrides(config: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
@@ -135,8 +195,11 @@ def apply_overrides(config: ModelConfig, overrides: dict[str, Any]) -> ModelConf
     for key, value in overrides.items():
         section, _, name = key.rpartition(".")
         section = section or "generator"
-        if section not in ("clip", "generator", "discriminator") or name not in data[section]:
-            raise ValueError(f"unknown config key {key!r}")
+        if section not in ("clip", "generator", "discriminator"):
+            raise ValueError(f"unknown config key {key!r}; sections: clip, generator, discriminator")
+        if name not in data[section]:
+            raise ValueError(f"unknown config key {key!r}; the {config.architecture} {section} has "
+                             f"{', '.join(data[section])}")
         data[section][name] = value
     result = ModelConfig.from_dict(data)
     check_scale(result.generator.scale)

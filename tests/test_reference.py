@@ -4,6 +4,7 @@ the forward their NetG computes -> convert / export -> the torch-free runtime. A
 512-wide sentence embedding (tests/data/clip_configs/reference-test.json) stands in for ViT-B/32."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from clipsr.checkpoint import CheckpointError
 from clipsr.clip import CLIPWeightsError, load_clip
-from clipsr.config import CLIPConfig
+from clipsr.config import CLIPConfig, GeneratorConfig, ModelConfig, ReferenceGeneratorConfig
 from clipsr.factory import create_model, get_config
 from clipsr.params import reference_report
 from clipsr.reference.generator import ReferenceGenerator, rename_state_key
@@ -120,10 +121,39 @@ def test_the_reference_generator_has_their_live_keys_and_shapes():
     assert sum(math.prod(s) for s in LIVE.values()) == sum(t.numel() for t in generator.parameters())
     # The mapping path holds a whole copy of the CLIP visual trunk: the dead part is most of their netG.
     assert dead > 2 * sum(t.numel() for t in generator.parameters())
-    with pytest.raises(ValueError, match="no part for text_palette=4"):
-        ReferenceGenerator(get_config("cub-reference", text_palette=4).generator, text_dim=512)
+
+
+def test_the_reference_preset_holds_only_what_its_generator_reads():
+    config = get_config("cub-reference")
+    assert isinstance(config.generator, ReferenceGeneratorConfig)
+    assert set(config.to_dict()["generator"]) == {"scale", "lr_res_width", "enc_width", "up_width"}
+    shapes = {k: tuple(t.shape) for k, t in ReferenceGenerator(config.generator, text_dim=512).state_dict().items()}
+    for field in ("lr_res_width", "enc_width", "up_width"):  # each width reaches the generator
+        narrower = dataclasses.replace(config.generator, **{field: 8})
+        changed = {k for k, t in ReferenceGenerator(narrower, text_dim=512).state_dict().items()
+                   if tuple(t.shape) != shapes[k]}
+        assert changed, f"{field} changes nothing"
     with pytest.raises(ValueError, match="is 4x"):
-        ReferenceGenerator(get_config("cub-reference", scale=8).generator, text_dim=512)
+        get_config("cub-reference", scale=8)
+    with pytest.raises(ValueError, match="unknown config key 'text_palette'; the reference generator has scale, "
+                                         "lr_res_width, enc_width, up_width"):
+        get_config("cub-reference", text_palette=4)
+
+
+def test_a_reference_config_written_in_full_still_reads_and_nothing_it_lacks_is_switched_on():
+    """Checkpoints converted when the reference used our generator's config hold all of its fields."""
+    full = dataclasses.asdict(GeneratorConfig(scale=4, refine_channels=(512, 512, 512, 256), text_reweight="none",
+                                              clip_branch=False))
+    saved = {**get_config("cub-reference").to_dict(), "generator": full}
+    assert ModelConfig.from_dict(saved) == get_config("cub-reference")
+    with pytest.raises(ValueError, match="no part for text_palette=4"):
+        ModelConfig.from_dict({**saved, "generator": {**full, "text_palette": 4}})
+    with pytest.raises(ValueError, match="no part for clip_branch=True"):
+        ModelConfig.from_dict({**saved, "generator": {**full, "clip_branch": True}})
+    with pytest.raises(ValueError, match=r"G-blocks are \(512, 512, 512, 256\).*got refine_channels \(512, 256\)"):
+        ModelConfig.from_dict({**saved, "generator": {**full, "refine_channels": [512, 256]}})
+    with pytest.raises(ValueError, match="architecture 'reference' reads a ReferenceGeneratorConfig"):
+        ModelConfig(architecture="reference")
 
 
 def test_the_real_vit_b32_text_tower_fits_their_generator():

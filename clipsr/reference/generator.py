@@ -22,11 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks import GBlock, PaletteOutput
-from ..config import GeneratorConfig
+from ..config import ReferenceGeneratorConfig
 
-# Fields of GeneratorConfig that switch on what the reference has no part for, with their "off" value.
-_ABSENT = {"clip_branch": False, "global_skip": "none", "text_norm": "none", "text_clamp": 0.0, "up_text": False,
-           "text_mapper": 0, "text_palette": 0, "use_text": True, "text_reweight": "none"}
 # Their G-block key names -> ours (`blocks.GBlock` / `TIFBlock` / `Affine`), applied in order.
 STATE_RENAMES = (
     (r"^GBlocks\.(\d+)\.c1\.", r"GBlocks.\1.conv1."),
@@ -53,27 +50,20 @@ def _conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
 class ReferenceGenerator(nn.Module):
     """(LR in [-1, 1] of any size, CLIP sentence embedding) -> SR (B, 3, 256, 256) at 4x.
 
-    Reads the widths of a GeneratorConfig (lr_res_width = c1 and body width, enc_width, refine_channels,
-    up_width, scale); the switches of our generator must be off (`_ABSENT`)."""
+    Its widths come from a ReferenceGeneratorConfig (lr_res_width = head, c1 and body width, enc_width,
+    up_width)."""
 
-    def __init__(self, cfg: GeneratorConfig, text_dim: int):
+    def __init__(self, cfg: ReferenceGeneratorConfig, text_dim: int):
         super().__init__()
         self.cfg, self.text_dim = cfg, text_dim
-        on = [f"{name}={getattr(cfg, name)!r}" for name, off in _ABSENT.items() if getattr(cfg, name) != off]
-        if on:
-            raise ValueError(f"the reference generator has no part for {', '.join(on)}")
         enc, body = cfg.enc_width, cfg.lr_res_width
-        if cfg.n_down != 3 or tuple(cfg.refine_channels) != (enc, enc, enc, body):
-            raise ValueError(f"the reference generator is 4x with G-blocks ({enc}, {enc}, {enc}, {body}) "
-                             f"(= enc_width x 3, lr_res_width), got scale {cfg.scale}, "
-                             f"refine_channels {cfg.refine_channels}")
         self.head = nn.Sequential(_conv(3, body))
         self.c1 = _conv(3, body)
         self.R = nn.PReLU()  # one slope shared by the three activations of the encoder
         self.c2 = _conv(body, enc, stride=2)
         self.c3 = _conv(enc, enc, stride=2)
         self.c4 = _conv(enc, enc, stride=2)
-        channels = (enc,) + tuple(cfg.refine_channels)
+        channels = (enc,) + cfg.refine_channels
         self.GBlocks = nn.ModuleList(GBlock(text_dim, channels[i], channels[i + 1], size, "none")
                                      for i, size in enumerate(cfg.refine_sizes))
         quarter = body // 4
