@@ -180,11 +180,11 @@ def fit_palette(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
 
     if out.resolve() == checkpoint.resolve():
         raise OptionError(f"--out {out} is the checkpoint it starts from; write a new file")
-    check_output(out, restart=restart, resumable=False)
+    check_output(out, restart=restart)
     model = create_model(checkpoint)
     losses = fit_palette_text(model, steps=steps)
     step = read_metadata(checkpoint).get("step", "?")
-    set_aside = claim_output(out, restart=restart, resumable=False)
+    set_aside = claim_output(out, restart=restart)
     save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
     if set_aside:
         typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)

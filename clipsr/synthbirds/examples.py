@@ -60,7 +60,7 @@ def write_examples(out: str | Path, seeds: tuple[int, ...] = EXAMPLE_SEEDS, scal
             Image.fromarray(lr_uint8(render(spec)[0], scale)).save(draft / name)
             table.writerow([name, bird_captions(spec)[0]])
         (draft / PROMPTS).write_text(rows.getvalue())
-        set_aside = claim_output(out, restart=restart, resumable=False)
+        set_aside = claim_output(out, restart=restart)
         draft.rename(out)  # replaces an empty OUT; anything else was refused or moved aside above
     except BaseException:
         shutil.rmtree(draft, ignore_errors=True)
