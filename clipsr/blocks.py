@@ -115,6 +115,12 @@ class TextPalette(nn.Module):
         self.parts = parts
         self.text = nn.Sequential(nn.Linear(text_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, parts * 4))
 
+    def read(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the text says of each part, without an image: colours (B, K, 3) in [-1, 1] and named logits
+        (B, K), as `forward` reads them (a palette's text reader can be taught from captions alone)."""
+        read = self.text(text).view(-1, self.parts, 4)
+        return read[..., :3], read[..., 3]
+
     def forward(self, image: torch.Tensor, choice: torch.Tensor, text: torch.Tensor) -> PaletteOutput:
         read = self.text(text).view(-1, self.parts, 4)
         colours, named = read[..., :3], read[..., 3]                              # (B, K, 3), (B, K)
