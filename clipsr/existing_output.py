@@ -14,17 +14,19 @@ from clipsr_runtime.errors import OptionError
 ASIDE = ".old-"
 
 
-def check_output(path: Path, *, resume: bool = False, restart: bool = False) -> None:
+def check_output(path: Path, *, resume: bool = False, restart: bool = False, resumable: bool = True) -> None:
     """OptionError when the choice is missing or contradicts what is on disk; moves nothing, so a command
-    can refuse before its work and claim the path when it is about to write."""
+    can refuse before its work and claim the path when it is about to write. A command whose output is
+    written whole at the end (`resumable=False`) offers only --restart, and its message says so."""
     path = Path(path)
     if resume and restart:
         raise OptionError("--resume continues the output that is there, --restart moves it aside: give one")
     if resume and not path.exists():
         raise OptionError(f"nothing to resume: {path} does not exist")
     if not resume and not restart and _holds_something(path):
-        raise OptionError(f"{path} exists: --resume continues it, --restart moves it aside to "
-                          f"{path.name}{ASIDE}<time> and starts over")
+        resume_hint = "--resume continues it, " if resumable else ""
+        raise OptionError(f"{path} exists: {resume_hint}--restart moves it aside to {path.name}{ASIDE}<time> "
+                          "and starts over")
 
 
 def claim_output(path: Path, *, resume: bool = False, restart: bool = False) -> Path | None:

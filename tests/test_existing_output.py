@@ -20,6 +20,9 @@ def test_a_new_output_needs_a_free_path(tmp_path):
         with pytest.raises(OptionError, match=f"{kind} exists: --resume continues it, --restart moves it aside"):
             claim_output(taken)
         assert taken.exists()
+    with pytest.raises(OptionError, match=r"file exists: --restart moves it aside to file\.old-<time>") as refused:
+        check_output(tmp_path / "file", resumable=False)  # a file written whole at the end: nothing to resume
+    assert "--resume" not in str(refused.value)
 
 
 def test_restart_moves_the_earlier_output_aside_whole_when_claimed(tmp_path):

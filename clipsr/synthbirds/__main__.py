@@ -58,7 +58,7 @@ def _check_new_file(out: Path, start: Path | None, restart: bool) -> None:
     """Refuse, before any work, an --out that is the checkpoint read or that exists without --restart."""
     if start is not None and out.resolve() == start.resolve():
         raise OptionError(f"--out {out} is the checkpoint it starts from; write a new file")
-    check_output(out, restart=restart)
+    check_output(out, restart=restart, resumable=False)
 
 
 def _write_checkpoint(model, out: Path, restart: bool, **metadata: str) -> None:
