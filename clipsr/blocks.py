@@ -115,13 +115,27 @@ class TextPalette(nn.Module):
         self.parts = parts
         self.text = nn.Sequential(nn.Linear(text_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, parts * 4))
 
+    def read(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the text says of each part, without an image: colours (B, K, 3) in [-1, 1] and named logits
+        (B, K), as `forward` reads them (a palette's text reader can be taught from captions alone)."""
+        read = self.text(text).view(-1, self.parts, 4)
+        return read[..., :3], read[..., 3]
+
     def forward(self, image: torch.Tensor, choice: torch.Tensor, text: torch.Tensor) -> PaletteOutput:
         read = self.text(text).view(-1, self.parts, 4)
         colours, named = read[..., :3], read[..., 3]                              # (B, K, 3), (B, K)
         choice = torch.cat([choice[:, :1], choice[:, 1:] + F.logsigmoid(named)[:, :, None, None]], dim=1)
-        weights = torch.softmax(choice, dim=1)
-        out = weights[:, :1] * image + (weights[:, 1:, None] * colours[:, :, :, None, None]).sum(dim=1)
-        return PaletteOutput(out, choice, colours, named)
+        weights = channel_softmax(choice)
+        b, k, h, w = weights[:, 1:].shape
+        painted = (colours.transpose(1, 2) @ weights[:, 1:].reshape(b, k, h * w)).view(b, 3, h, w)
+        return PaletteOutput(weights[:, :1] * image + painted, choice, colours, named)
+
+
+def channel_softmax(x: torch.Tensor) -> torch.Tensor:
+    """`torch.softmax(x, dim=1)` written out: exported as is, ONNX Runtime's CPU Softmax over a non-last
+    axis of a (B, 5, 256, 256) tensor transposes it and takes ~6x longer than these element-wise ops."""
+    e = torch.exp(x - x.amax(dim=1, keepdim=True))
+    return e * torch.reciprocal(e.sum(dim=1, keepdim=True))
 
 
 @dataclass

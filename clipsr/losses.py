@@ -120,8 +120,7 @@ def palette_losses(output, labels: torch.Tensor, colours: torch.Tensor, named: t
     """What a text palette is taught directly, from a generator's `PaletteOutput`:
     - "choice": cross-entropy of the per-pixel choice (B, K + 1, H, W) against part labels (B, H, W; 0 where
       no named part is);
-    - "colour": L1 between the colours read from the text and each named part's true colour (B, K, 3);
-    - "named": binary cross-entropy of whether the caption names each part (B, K)."""
+    - "colour" and "named": `palette_text_losses` of what it read from the text."""
     if output.choice is None:
         raise ValueError("part labels need a text palette: set generator.text_palette "
                          "(e.g. --set generator.text_palette=4)")
@@ -130,11 +129,18 @@ def palette_losses(output, labels: torch.Tensor, colours: torch.Tensor, named: t
                          f"{output.colours.shape[1]} (generator.text_palette)")
     if int(labels.max()) >= output.choice.shape[1]:
         raise ValueError(f"part labels go up to {int(labels.max())}, the palette has {output.choice.shape[1] - 1} parts")
-    choice = F.cross_entropy(output.choice.float(), labels)
-    colour_error = (output.colours.float() - colours).abs().mean(-1)
-    return {"choice": choice,
-            "colour": (colour_error * named).sum() / named.sum().clamp(min=1),
-            "named": F.binary_cross_entropy_with_logits(output.named.float(), named)}
+    return {"choice": F.cross_entropy(output.choice.float(), labels),
+            **palette_text_losses(output.colours, output.named, colours, named)}
+
+
+def palette_text_losses(read_colours: torch.Tensor, read_named: torch.Tensor, colours: torch.Tensor,
+                        named: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a text palette's reader is taught from a caption (`TextPalette.read` gives its reads):
+    - "colour": L1 between the colours read (B, K, 3) and each named part's true colour, over named parts only;
+    - "named": binary cross-entropy of the named logits (B, K) against whether the caption names each part."""
+    colour_error = (read_colours.float() - colours).abs().mean(-1)
+    return {"colour": (colour_error * named).sum() / named.sum().clamp(min=1),
+            "named": F.binary_cross_entropy_with_logits(read_named.float(), named)}
 
 
 def hinge_d_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor, mismatch_logit: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation, distance_transform_edt
 
-from clipsr.synthbirds.captions import caption_colours, captions, edit
+from clipsr.synthbirds.captions import caption_colours, caption_mentions, captions, edit, recolour
 from clipsr.synthbirds.measure import part_colour_accuracy, part_colour_survival, part_colours
 from clipsr.synthbirds.colours import ANCHORS, NAMES, colour_index, nearest_colour
 from clipsr.synthbirds.render import DESCRIBED_PARTS, PARTS, render, sample_spec
@@ -129,3 +129,27 @@ def test_edit_changes_one_part_only():
         edit(spec, "head", "red")
     with pytest.raises(ValueError, match="gold"):
         edit(spec, "belly", "gold")
+
+
+def test_recolour_moves_a_part_along_the_vocabulary_and_never_keeps_its_colour():
+    spec = sample_spec(11)
+    start = colour_index(spec.wing)
+    for shift in range(1, len(NAMES)):
+        moved = recolour(spec, "wing", shift)
+        assert moved.wing == NAMES[(start + shift) % len(NAMES)] != spec.wing
+        assert dataclasses.replace(moved, wing=spec.wing) == spec
+    for shift in (0, len(NAMES), -1):
+        with pytest.raises(ValueError, match="another colour"):
+            recolour(spec, "wing", shift)
+
+
+def test_mentions_give_each_part_colour_and_word_with_where_they_end():
+    caption = "A Red-crowned bird with blue wing bars and a belly: white, its bill is black"
+    mentions = caption_mentions(caption)
+    assert [(m.part, m.colour, m.word, m.separate) for m in mentions] == [
+        ("crown", "red", "crowned", False), ("wing", "blue", "wing bars", True),
+        ("belly", "white", "belly", False), ("beak", "black", "bill", True)]
+    wing, beak = mentions[1], mentions[3]
+    assert caption[:wing.word_end].endswith("wing bars") and caption[:wing.colour_end].endswith("blue")
+    assert caption[:beak.word_end].endswith("bill") and caption[:beak.colour_end].endswith("black")
+    assert caption_colours(caption) == {m.part: m.colour for m in mentions}

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from clipsr.clip import load_clip
 from clipsr.factory import get_config
 from clipsr.synthbirds.__main__ import app
-from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
-                                           text_probe)
+from clipsr.synthbirds.clip_report import (PROBE_SITES, _phrase_ends, part_colour_retrieval, phrasing_probe,
+                                           sentence_gate, text_probe)
 from clipsr.synthbirds.colours import NAMES
 from clipsr.synthbirds.render import DESCRIBED_PARTS
 from clipsr.train_clip import save_clip
@@ -61,6 +61,7 @@ def test_cli_clip_report(tiny_clip, tmp_path):
     weights = save_clip(tiny_clip, tmp_path / "clip.safetensors")
     out = tmp_path / "report" / "clip.json"
     result = CliRunner().invoke(app, ["clip-report", str(weights), "--n", "20", "--probe-birds", "500",
+                                      "--probe-steps", "100", "--phrasing-birds", "100", "--gate", "0.95",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -68,6 +69,7 @@ def test_cli_clip_report(tiny_clip, tmp_path):
     assert set(report["random"]["phrasing_probe"]) == set(PROBE_SITES)
     # a random text tower loses a named part's colour in most phrasings: the SR stage's gate is not met
     assert report["trained"]["sentence_gate"]["met"] is False and "gate" in result.output and "NOT met" in result.output
+    assert report["trained"]["sentence_gate"]["threshold"] == 0.95 and ">= 95% for every part" in result.output
     missing = CliRunner().invoke(app, ["clip-report", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code == 2 and "nope.safetensors' does not exist" in missing.output
 
@@ -78,3 +80,11 @@ def test_sentence_gate_needs_every_part():
     probe["sentence"]["beak"] = 0.89
     gate = sentence_gate(probe)
     assert gate["met"] is False and gate["worst_part"] == "beak" and gate["worst"] == 0.89
+    assert sentence_gate(probe, threshold=0.85)["met"] is True
+
+
+def test_a_part_noun_and_colour_word_are_found_only_as_separate_words():
+    assert _phrase_ends("this bird has blue wing bars", "wing") == (len("this bird has blue wing bars"),
+                                                                    len("this bird has blue"))
+    assert _phrase_ends("this bird's bill is black", "beak") == (len("this bird's bill"), len("this bird's bill is black"))
+    assert _phrase_ends("a red-crowned bird", "crown") is None and _phrase_ends("crown: red", "crown") is None

@@ -68,9 +68,21 @@ def test_cli_trains_the_locator_of_a_checkpoint_and_refuses_bad_arguments(tmp_pa
     before, after = create_model(start), create_model(out)
     assert not torch.equal(before.generator.locator.out.weight, after.generator.locator.out.weight)
     torch.testing.assert_close(before.generator.refine[0].conv1.weight, after.generator.refine[0].conv1.weight)
+    trained = out.read_bytes()
+    again = ["locator", "-o", str(out), "--start", str(start), "--birds", "8", "--steps", "2"]
+    refused = CliRunner().invoke(app, again)
+    assert refused.exit_code == 2 and "--restart moves it aside" in refused.output and out.read_bytes() == trained
+    assert "--resume" not in refused.output, "a file written whole at the end has nothing to resume"
+    itself = CliRunner().invoke(app, ["locator", "-o", str(start), "--start", str(start), "--restart"])
+    assert itself.exit_code == 2 and "is the checkpoint it starts from" in itself.output
+    restarted = CliRunner().invoke(app, [*again, "--restart"])
+    assert restarted.exit_code == 0, restarted.output
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("locator.safetensors.old-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == trained and create_model(out).generator.locator is not None
     both = CliRunner().invoke(app, ["locator", "-o", str(out), "--start", str(start), "--clip", str(start)])
     assert both.exit_code == 2 and "exactly one of --clip" in both.output
-    missing = CliRunner().invoke(app, ["locator", "-o", str(out), "--clip", str(tmp_path / "none.safetensors")])
+    missing = CliRunner().invoke(app, ["locator", "-o", str(tmp_path / "new.safetensors"), "--clip",
+                                       str(tmp_path / "none.safetensors")])
     assert missing.exit_code != 0 and "no CLIP weights" in missing.output
 
 
@@ -84,5 +96,16 @@ def test_cli_warm_start_builds_another_preset_around_a_checkpoints_weights(tmp_p
     model = create_model(out)
     assert model.generator.palette is None and not model.config.generator.use_text
     torch.testing.assert_close(model.generator.refine[0].conv1.weight, create_model(start).generator.refine[0].conv1.weight)
-    missing = CliRunner().invoke(app, ["warm-start", str(tmp_path / "none.safetensors"), "-o", str(out)])
-    assert missing.exit_code != 0 and "no checkpoint at" in missing.output
+    written = out.read_bytes()
+    refused = CliRunner().invoke(app, ["warm-start", str(start), "-o", str(out)])
+    assert refused.exit_code == 2 and refused.output.startswith("error: ") and "--restart moves it aside" in refused.output
+    assert out.read_bytes() == written
+    itself = CliRunner().invoke(app, ["warm-start", str(start), "-o", str(start), "--restart"])
+    assert itself.exit_code == 2 and "is the checkpoint it starts from" in itself.output
+    restarted = CliRunner().invoke(app, ["warm-start", str(start), "-o", str(out), "--preset", "synthbirds", "--restart"])
+    assert restarted.exit_code == 0 and "moved the earlier notext.safetensors to" in restarted.output, restarted.output
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("notext.safetensors.old-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == written
+    assert create_model(out).generator.palette is not None, "the new file is the restarted command's"
+    missing = CliRunner().invoke(app, ["warm-start", str(tmp_path / "none.safetensors"), "-o", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and "no checkpoint at" in missing.output

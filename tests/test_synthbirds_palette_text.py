@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import clipsr
 from clipsr.factory import create_model
+from clipsr.losses import palette_losses, palette_text_losses
 from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.colours import ANCHORS, NAMES
 from clipsr.synthbirds.palette_text import caption_targets, fit_palette_text, palette_text_inputs
@@ -30,8 +31,8 @@ def test_fitting_teaches_the_reader_and_nothing_else():
 
     def colour_error() -> float:
         with torch.no_grad():
-            read = model.generator.palette.text(palette_text_inputs(model, captions)).view(3, -1, 4)
-        return float(((read[..., :3] - colours).abs().mean(-1) * named).sum() / named.sum())
+            read, _ = model.generator.palette.read(palette_text_inputs(model, captions))
+        return float(((read - colours).abs().mean(-1) * named).sum() / named.sum())
 
     before = colour_error()
     frozen = {k: v.clone() for k, v in model.state_dict().items() if ".palette.text." not in k}
@@ -57,3 +58,27 @@ def test_fit_palette_never_replaces_its_output_without_restart(tmp_path):
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("demo.safetensors.old-")]
     assert len(aside) == 1 and aside[0].read_bytes() == b"an earlier fit"
     assert create_model(out).generator.palette is not None
+
+
+def test_the_palette_reads_the_same_colours_alone_as_in_its_forward_and_one_loss_teaches_both():
+    torch.manual_seed(0)
+    model = create_model("synthbirds", scale=16).eval()
+    captions = ["this bird has a red crown", "a bird"]
+    text = palette_text_inputs(model, captions)
+    palette = model.generator.palette
+    with torch.no_grad():
+        colours, named = palette.read(text)
+        output = palette(torch.zeros(2, 3, 8, 8), torch.zeros(2, palette.parts + 1, 8, 8), text)
+    assert colours.shape == (2, 4, 3) and named.shape == (2, 4)
+    torch.testing.assert_close(colours, output.colours)
+    torch.testing.assert_close(named, output.named)
+    target_colours, target_named = caption_targets(captions)
+    alone = palette_text_losses(colours, named, target_colours, target_named)
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    with_image = palette_losses(output, labels, target_colours, target_named)
+    assert alone.keys() == {"colour", "named"} and with_image.keys() == {"choice", "colour", "named"}
+    for name in alone:
+        torch.testing.assert_close(alone[name], with_image[name])
+    # the colour loss counts named parts only: a wrong colour for an unnamed part costs nothing
+    assert palette_text_losses(target_colours + 5 * (1 - target_named[..., None]), named, target_colours,
+                               target_named)["colour"] == 0

@@ -50,6 +50,17 @@ def test_stages_run_in_order_once_and_an_interrupted_run_resumes(tmp_path, monke
     assert len(calls) == 7, "every stage is marked done"
 
 
+def test_a_file_a_stage_left_before_it_was_marked_done_is_set_aside_by_the_rerun(tmp_path):
+    start = tmp_path / "demo.safetensors"
+    files = {stage.name: stage for stage in recipe.stages(tmp_path, start=start) if stage.output is not None
+             and not stage.resumable}
+    assert set(files) == {"locator", "fit-palette", "sr-no-text-start"}, "every stage that writes one file"
+    for stage in files.values():
+        assert "--restart" not in recipe.command(stage)
+        stage.output.write_bytes(b"left by a killed run")
+        assert recipe.command(stage)[-1] == "--restart"
+
+
 def test_a_start_checkpoint_replaces_the_clip_weights_of_the_locator_stage():
     locator = next(s for s in recipe.stages(Path("out"), start=Path("demo.safetensors")) if s.name == "locator")
     assert locator.argv[locator.argv.index("--start") + 1] == "demo.safetensors" and "--clip" not in locator.argv

@@ -1,6 +1,7 @@
-"""`python -m clipsr.synthbirds export|examples|survival|sheet|clip-report|fit-palette|proof|recipe`: write the
-dataset or the example inputs, measure colour survival, look at it, say what a CLIP learned of it, fit the text
-palette's colour reader, prove that text helps, and train the built-in demo from nothing."""
+"""`python -m clipsr.synthbirds export|examples|survival|sheet|clip-report|locator|fit-palette|warm-start|proof|
+recipe`: write the dataset or the example inputs, measure colour survival, look at it, say what a CLIP learned of
+it, train the part locator, fit the text palette's colour reader, start a model from another's weights, prove
+that text helps, and train the built-in demo from nothing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,13 @@ from rich.table import Table
 from clipsr_runtime.cli_errors import OneLineErrorsGroup
 from clipsr_runtime.errors import OptionError
 
+from clipsr.existing_output import check_output, claim_output
+from clipsr.synthbirds import clip_report_settings as report_settings
+from clipsr.synthbirds.clip_report_settings import PROBE_SITES
 from clipsr.synthbirds.examples import EXAMPLE_SEEDS, check_test_seeds, write_examples
 from clipsr.synthbirds.jsonl import export_jsonl
 from clipsr.synthbirds.measure import part_colour_survival
+from clipsr.synthbirds.proof.goals import DEMO_CARD, read_goals
 from clipsr.synthbirds.recipe import command, run_recipe, stages
 from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE
 from clipsr.synthbirds.sheet import contact_sheet
@@ -44,6 +49,27 @@ def _divides_size(scale: int) -> int:
 SCALE = typer.Option(16, callback=_divides_size, help=f"downscaling factor, a divisor of {SIZE}")
 EXISTING_FILE = {"exists": True, "dir_okay": False}
 STAGES = [stage.name for stage in stages(Path(), start=Path())]  # the warm-start stage too
+# Commands that write one checkpoint follow the rule of clipsr.existing_output with --restart alone: the file
+# is written whole once the work is done, so an existing one is finished work with nothing to resume.
+RESTART = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first (there is no --resume: "
+                                   "the file is written whole at the end, so there is nothing to continue)")
+
+
+def _check_new_file(out: Path, start: Path | None, restart: bool) -> None:
+    """Refuse, before any work, an --out that is the checkpoint read or that exists without --restart."""
+    if start is not None and out.resolve() == start.resolve():
+        raise OptionError(f"--out {out} is the checkpoint it starts from; write a new file")
+    check_output(out, restart=restart, resumable=False)
+
+
+def _write_checkpoint(model, out: Path, restart: bool, **metadata: str) -> None:
+    """Save `model` to --out once its work is done, moving an earlier file aside first with --restart."""
+    from clipsr.checkpoint import save_checkpoint
+
+    set_aside = claim_output(out, restart=restart)
+    save_checkpoint(model, out, **metadata)
+    if set_aside:
+        typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
 
 
 @app.command()
@@ -104,8 +130,15 @@ def sheet(out: Path, count: int = typer.Option(12, min=1), columns: int = typer.
 
 @app.command("clip-report")
 def clip_report(weights: Path = typer.Argument(..., **EXISTING_FILE), preset: str = typer.Option("tiny", help="whose CLIP architecture"),
-                n: int = typer.Option(200, help="val birds for retrieval"),
-                probe_birds: int = typer.Option(4000, help="train birds the text probe learns from"),
+                n: int = typer.Option(report_settings.RETRIEVAL_BIRDS, min=1, help="val birds for retrieval"),
+                probe_birds: int = typer.Option(report_settings.PROBE_BIRDS, min=1,
+                                                help="train birds the text probe learns from"),
+                probe_steps: int = typer.Option(report_settings.PROBE_STEPS, min=1, help="the text probe's steps"),
+                phrasing_birds: int = typer.Option(report_settings.PHRASING_BIRDS, min=1,
+                                                   help="train birds the phrasing probes learn from"),
+                gate: float = typer.Option(report_settings.SENTENCE_GATE, min=0.0, max=1.0,
+                                           help="the sentence-vector probe accuracy every part must reach"),
+                seed: int = typer.Option(0, help="seed of the random CLIP beside the trained one"),
                 out: Path = typer.Option(None, "--out", "-o", help="also write the numbers as JSON")) -> None:
     """Zero-shot part-colour retrieval and the text probes of CLIP weights, beside a random CLIP."""
     import dataclasses
@@ -115,19 +148,16 @@ def clip_report(weights: Path = typer.Argument(..., **EXISTING_FILE), preset: st
 
     from clipsr.clip import load_clip
     from clipsr.factory import get_config
-    from clipsr.synthbirds.clip_report import (PROBE_SITES, part_colour_retrieval, phrasing_probe, sentence_gate,
-                                               text_probe)
+    from clipsr.synthbirds.clip_report import clip_report as report
 
     config = dataclasses.replace(get_config(preset).clip, pretrained=str(weights))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     models = {"trained": load_clip(config), "random": load_clip(dataclasses.replace(config, pretrained=None))}
     result = {}
     for name, model in models.items():
         typer.echo(f"measuring the {name} CLIP", err=True)
-        result[name] = {"retrieval": part_colour_retrieval(model, config.arch, n=n),
-                        "text_probe": text_probe(model, config.arch, n_train=probe_birds),
-                        "phrasing_probe": phrasing_probe(model, config.arch)}
-        result[name]["sentence_gate"] = sentence_gate(result[name]["phrasing_probe"])
+        result[name] = report(model, config.arch, retrieval_birds=n, probe_birds=probe_birds,
+                              probe_steps=probe_steps, phrasing_birds=phrasing_birds, gate=gate)
     table = Table(title=f"{weights}: what the CLIP knows of SynthBirds (chance 10%)")
     for column in ("part", "retrieval", "retrieval, random CLIP", "text probe", "text probe, random CLIP"):
         table.add_column(column)
@@ -143,9 +173,9 @@ def clip_report(weights: Path = typer.Argument(..., **EXISTING_FILE), preset: st
         table.add_row(part, *(" / ".join(f"{result[name]['phrasing_probe'][site][part]:.1%}" for name in models)
                               for site in PROBE_SITES))
     Console().print(table)
-    gate = result["trained"]["sentence_gate"]
-    typer.echo(f"sentence-vector gate (>= {gate['threshold']:.0%} for every part on other phrasings): "
-               f"{'met' if gate['met'] else 'NOT met'} (worst: {gate['worst_part']} {gate['worst']:.1%})")
+    verdict = result["trained"]["sentence_gate"]
+    typer.echo(f"sentence-vector gate (>= {verdict['threshold']:.0%} for every part on other phrasings): "
+               f"{'met' if verdict['met'] else 'NOT met'} (worst: {verdict['worst_part']} {verdict['worst']:.1%})")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
@@ -155,15 +185,21 @@ def clip_report(weights: Path = typer.Argument(..., **EXISTING_FILE), preset: st
 @app.command()
 def proof(checkpoint: Path = typer.Argument(..., **EXISTING_FILE), out: Path = typer.Option(Path("runs/proof"), "--out", "-o"),
           no_text: Path = typer.Option(None, help="checkpoint of the no-text variant (Table IV row)", **EXISTING_FILE),
+          card: Path = typer.Option(DEMO_CARD, help="model card whose front matter holds the goals (name, target, "
+                                                    "direction); a card without goals gives no goal table",
+                                    **EXISTING_FILE),
           n: int = typer.Option(200, min=1, help="test birds"), batch_size: int = typer.Option(25, min=1)) -> None:
-    """Table IV analogue, text-matters and editability numbers, and a figure, for a 16x checkpoint."""
+    """Table IV analogue, text-matters and editability numbers, and a figure, for a 16x checkpoint, checked
+    against the goals of a model card (default: the built-in demo's)."""
     from clipsr.factory import create_model
-    from clipsr.synthbirds.proof import run_proof, to_markdown
+    from clipsr.synthbirds.proof.run import run_proof
+    from clipsr.synthbirds.proof.report import MEASURES, to_markdown
 
+    goals = read_goals(card, MEASURES)
     full = create_model(checkpoint).eval()
     variant = create_model(no_text).eval() if no_text else None
-    result = run_proof(full, out, no_text=variant, n=n, batch_size=batch_size)
-    typer.echo(to_markdown(result))
+    result = run_proof(full, out, no_text=variant, goals=goals, n=n, batch_size=batch_size)
+    typer.echo(to_markdown(result, goals))
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
 
 
@@ -171,46 +207,40 @@ def proof(checkpoint: Path = typer.Argument(..., **EXISTING_FILE), out: Path = t
 def fit_palette(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
                 out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write (a new file)"),
                 steps: int = typer.Option(1000, min=1, help="steps of all captions of 64 train birds each"),
-                restart: bool = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first")) -> None:
+                restart: bool = RESTART) -> None:
     """Teach a trained checkpoint's text palette to read colours from captions alone (text only, no images)."""
-    from clipsr.checkpoint import read_metadata, save_checkpoint
-    from clipsr.existing_output import check_output, claim_output
+    from clipsr.checkpoint import read_metadata
     from clipsr.factory import create_model
     from clipsr.synthbirds.palette_text import fit_palette_text
 
-    if out.resolve() == checkpoint.resolve():
-        raise OptionError(f"--out {out} is the checkpoint it starts from; write a new file")
-    check_output(out, restart=restart)
+    _check_new_file(out, checkpoint, restart)
     model = create_model(checkpoint)
     losses = fit_palette_text(model, steps=steps)
-    step = read_metadata(checkpoint).get("step", "?")
-    set_aside = claim_output(out, restart=restart)
-    save_checkpoint(model, out, step=step, palette_text_steps=str(steps))
-    if set_aside:
-        typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
+    _write_checkpoint(model, out, restart, step=read_metadata(checkpoint).get("step", "?"),
+                      palette_text_steps=str(steps))
     typer.echo(f"palette colour L1 {losses['colour']:.3f}, named BCE {losses['named']:.4f}; wrote {out}")
 
 
 @app.command("warm-start")
 def warm_start_command(start: Path, out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write"),
                        preset: str = typer.Option("tiny"), scale: int = typer.Option(16),
-                       set_: list[str] = typer.Option([], "--set", help="model override, e.g. generator.use_text=false")
-                       ) -> None:
+                       set_: list[str] = typer.Option([], "--set", help="model override, e.g. generator.use_text=false"),
+                       restart: bool = RESTART) -> None:
     """A new model of PRESET holding every weight of START whose name and shape match: an SR stage's --init
     when the recipe continues from an earlier model (the rest keeps its fresh initialisation)."""
     import torch
 
-    from clipsr.checkpoint import save_checkpoint
     from clipsr.factory import create_model
     from clipsr.synthbirds.locator_stage import warm_start
     from clipsr.train_config import parse_assignments
 
+    _check_new_file(out, start, restart)
     if not start.is_file():
         raise FileNotFoundError(f"no checkpoint at {start}")
     torch.manual_seed(0)
     model = create_model(preset, scale=scale, **parse_assignments(set_))
     missing = warm_start(model, start)
-    save_checkpoint(model, out, warm_start=str(start))
+    _write_checkpoint(model, out, restart, warm_start=str(start))
     typer.echo(f"{len(missing)} weights not in {start}: " + ", ".join(sorted({m.rsplit('.', 2)[0] for m in missing}))
                + f"; wrote {out}")
 
@@ -222,13 +252,15 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
                                                   "match (its CLIP included) instead of a new model"),
             birds: int = typer.Option(6000, help="train birds rendered once into the cache"),
             steps: int = typer.Option(2500, help="steps of 32 cached birds"),
-            cache: Path = typer.Option(None, help="where the rendered birds are kept (default: beside --out)")) -> None:
-    """Train a generator's part locator on part masks, from a cache of rendered birds (the SR stage freezes it)."""
+            cache: Path = typer.Option(None, help="where the rendered birds are kept (default: beside --out)"),
+            restart: bool = RESTART) -> None:
+    """Train a generator's part locator on part masks, from a cache of rendered birds (the SR stage freezes it).
+    To train an earlier --out further, give it as --start (a new cosine cycle) and write another file."""
     import dataclasses
 
     import torch
 
-    from clipsr.checkpoint import read_config, save_checkpoint
+    from clipsr.checkpoint import read_config
     from clipsr.factory import create_model
     from clipsr.model import CLIPSR
     from clipsr.synthbirds.locator_stage import load_or_render_cache, locator_iou, train_locator, warm_start
@@ -237,6 +269,7 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
         raise OptionError("give exactly one of --clip (a new model) or --start (a checkpoint to start from)")
     if steps < 1 or birds < 1:
         raise OptionError("--steps and --birds must be at least 1")
+    _check_new_file(out, start, restart)
     torch.manual_seed(0)
     if start is not None:
         config = read_config(start)
@@ -255,7 +288,7 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
     val = load_or_render_cache(cache_dir / "locator_val.safetensors", "val", 200)
     loss = train_locator(model.generator.locator, train, steps)
     iou = locator_iou(model.generator.locator, val)
-    save_checkpoint(model, out, locator_steps=str(steps), locator_birds=str(birds))
+    _write_checkpoint(model, out, restart, locator_steps=str(steps), locator_birds=str(birds))
     typer.echo(f"locator CE {loss:.4f}; val IoU " + ", ".join(f"{p} {v:.2f}" for p, v in iou.items()) + f"; wrote {out}")
 
 

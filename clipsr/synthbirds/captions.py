@@ -64,6 +64,15 @@ def edit(spec: BirdSpec, part: str, colour: str | int) -> BirdSpec:
     return dataclasses.replace(spec, **{part: NAMES[colour_index(colour)]})
 
 
+def recolour(spec: BirdSpec, part: str, shift: int) -> BirdSpec:
+    """The same bird with `part` `shift` colours further along the vocabulary (wrapping around), so any shift
+    in 1..len(NAMES) - 1 gives another colour; the caller draws the shift with its own RNG (torch in data
+    loading, numpy in the proof)."""
+    if not 0 < shift < len(NAMES):
+        raise ValueError(f"shift {shift} must lie in 1..{len(NAMES) - 1} to give another colour")
+    return edit(spec, part, (colour_index(getattr(spec, part)) + shift) % len(NAMES))
+
+
 def _random_caption(spec: BirdSpec, rng: np.random.Generator) -> str:
     count = int(rng.choice([1, 2, 2, 3, 3, 4]))
     parts = [DESCRIBED_PARTS[i] for i in rng.permutation(len(DESCRIBED_PARTS))[:count]]
@@ -112,9 +121,36 @@ def _join(phrases: list[str]) -> str:
 _COLOUR = "|".join(NAMES)
 _PART_OF = {word: part for table in (NOUNS, ADJECTIVES) for part, words in table.items() for word in words}
 _WORD = "|".join(sorted(_PART_OF, key=len, reverse=True))
+_ADJECTIVE = {word for words in ADJECTIVES.values() for word in words}
 _MENTIONS = re.compile(
-    rf"\b(?P<c1>{_COLOUR})[ -](?P<w1>{_WORD})\b"            # "red crown", "red-crowned"
-    rf"|\b(?P<w2>{_WORD})(?: is| are|:) (?P<c2>{_COLOUR})\b")  # "crown is red", "crown: red"
+    rf"\b(?P<c1>{_COLOUR})(?P<s1>[ -])(?P<w1>{_WORD})\b"            # "red crown", "red-crowned"
+    rf"|\b(?P<w2>{_WORD})(?P<s2> is| are|:) (?P<c2>{_COLOUR})\b")  # "crown is red", "crown: red"
+
+
+@dataclasses.dataclass(frozen=True)
+class Mention:
+    """One place a caption names a part's colour; offsets index the caption (lower-cased: same length)."""
+
+    part: str
+    colour: str
+    word: str          # the noun or "-ed" adjective that names the part ("wings", "crowned")
+    word_end: int
+    colour_end: int
+    separate: bool     # noun and colour as separate words: "a red crown", "crown is red" (not "red-crowned",
+                       # "crown: red")
+
+
+def caption_mentions(caption: str) -> list[Mention]:
+    """Every part-colour mention of a caption in any phrasing of the grammar above, in reading order,
+    case-insensitively."""
+    mentions = []
+    for match in _MENTIONS.finditer(caption.lower()):
+        first = match["c1"] is not None  # the colour comes first: "red crown", "red-crowned"
+        colour, word = ("c1", "w1") if first else ("c2", "w2")
+        separate = match["s1" if first else "s2"] in (" ", " is", " are") and match[word] not in _ADJECTIVE
+        mentions.append(Mention(_PART_OF[match[word]], match[colour], match[word], match.end(word),
+                                match.end(colour), separate))
+    return mentions
 
 
 def caption_colours(caption: str) -> dict[str, str]:
@@ -122,7 +158,6 @@ def caption_colours(caption: str) -> dict[str, str]:
 
     Reads every phrasing of the grammar above, case-insensitively; a part named twice keeps its first colour."""
     found: dict[str, str] = {}
-    for match in _MENTIONS.finditer(caption.lower()):
-        colour, word = (match["c1"], match["w1"]) if match["c1"] else (match["c2"], match["w2"])
-        found.setdefault(_PART_OF[word], colour)
+    for mention in caption_mentions(caption):
+        found.setdefault(mention.part, mention.colour)
     return found

@@ -9,10 +9,10 @@
 - Phrasing probe (where does a caption in any phrasing keep a part's colour?): linear (ridge) probes on
   the other phrasings of train birds, scored on val birds, reading each named part's colour from the
   sentence vector, from the text tower's feature at the part's noun, or at the part's colour word.
+
+Every setting is a parameter; the defaults (`clip_report_settings`) are what the demo's card reports.
 """
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import open_clip
@@ -21,16 +21,32 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from clipsr.clip import CLIPText, clip_preprocess
-from clipsr.synthbirds.captions import NOUNS, bird_captions, caption_colours, part_caption
+from clipsr.synthbirds.captions import bird_captions, caption_colours, caption_mentions, part_caption
 from clipsr.synthbirds.dataset import SynthBirdsDataset, described_colours
 from clipsr.synthbirds.colours import NAMES, colour_index
 from clipsr.synthbirds.render import DESCRIBED_PARTS, sample_spec
+from clipsr.synthbirds.clip_report_settings import (PHRASING_BIRDS, PHRASING_VAL_BIRDS, PROBE_BIRDS, PROBE_HIDDEN,
+                                                    PROBE_LR, PROBE_SITES, PROBE_STEPS, PROBE_VAL_BIRDS,
+                                                    RETRIEVAL_BATCH, RETRIEVAL_BIRDS, RIDGE, SENTENCE_GATE,
+                                                    TEXT_BATCH)
 from clipsr.synthbirds.splits import split_seeds
 
 
+def clip_report(model: open_clip.CLIP, arch: str, *, retrieval_birds: int = RETRIEVAL_BIRDS,
+                probe_birds: int = PROBE_BIRDS, probe_steps: int = PROBE_STEPS,
+                phrasing_birds: int = PHRASING_BIRDS, gate: float = SENTENCE_GATE) -> dict:
+    """Every number above for one CLIP: "retrieval" and "text_probe" per part, "phrasing_probe" per site and
+    part, and the "sentence_gate" verdict."""
+    result = {"retrieval": part_colour_retrieval(model, arch, n=retrieval_birds),
+              "text_probe": text_probe(model, arch, n_train=probe_birds, steps=probe_steps),
+              "phrasing_probe": phrasing_probe(model, arch, n_train=phrasing_birds)}
+    return {**result, "sentence_gate": sentence_gate(result["phrasing_probe"], gate)}
+
+
 @torch.no_grad()
-def part_colour_retrieval(model: open_clip.CLIP, arch: str, n: int = 200, split: str = "val",
-                          batch: int = 50) -> dict[str, float]:
+def part_colour_retrieval(model: open_clip.CLIP, arch: str, n: int = RETRIEVAL_BIRDS, split: str = "val",
+                          batch: int = RETRIEVAL_BATCH) -> dict[str, float]:
+    """Per described part, how often the prompt of the true colour ranks first for the bird's image."""
     model.eval()
     tokenizer = open_clip.get_tokenizer(arch)
     prompts = [part_caption(part, colour) for part in DESCRIBED_PARTS for colour in NAMES]
@@ -47,8 +63,9 @@ def part_colour_retrieval(model: open_clip.CLIP, arch: str, n: int = 200, split:
     return {part: float(h / n) for part, h in zip(DESCRIBED_PARTS, hits)}
 
 
-def text_probe(model: open_clip.CLIP, arch: str, n_train: int = 4000, n_test: int = 500, hidden: int = 64,
-               steps: int = 500, seed: int = 0) -> dict[str, float]:
+def text_probe(model: open_clip.CLIP, arch: str, n_train: int = PROBE_BIRDS, n_test: int = PROBE_VAL_BIRDS,
+               hidden: int = PROBE_HIDDEN, steps: int = PROBE_STEPS, lr: float = PROBE_LR, seed: int = 0,
+               batch: int = TEXT_BATCH) -> dict[str, float]:
     """Accuracy per described part of an MLP probe reading the part's colour from F_T (train -> val birds)."""
     text_tower = CLIPText(model).eval()
     tokenizer = open_clip.get_tokenizer(arch)
@@ -57,7 +74,7 @@ def text_probe(model: open_clip.CLIP, arch: str, n_train: int = 4000, n_test: in
     def sentence_vectors(split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         specs = [sample_spec(s) for s in split_seeds(split, count)]
         captions = [bird_captions(spec)[0] for spec in specs]
-        vectors = torch.cat([text_tower(tokenizer(captions[i:i + 500]))[0] for i in range(0, count, 500)])
+        vectors = torch.cat([text_tower(tokenizer(captions[i:i + batch]))[0] for i in range(0, count, batch)])
         return vectors, torch.stack([described_colours(spec) for spec in specs])
 
     x_train, y_train = sentence_vectors("train", n_train)
@@ -69,7 +86,7 @@ def text_probe(model: open_clip.CLIP, arch: str, n_train: int = 4000, n_test: in
     for p, part in enumerate(DESCRIBED_PARTS):
         probe = torch.nn.Sequential(torch.nn.Linear(x_train.shape[1], hidden), torch.nn.ReLU(),
                                     torch.nn.Linear(hidden, len(NAMES)))
-        opt = torch.optim.Adam(probe.parameters(), lr=3e-3)
+        opt = torch.optim.Adam(probe.parameters(), lr=lr)
         for _ in range(steps):
             loss = F.cross_entropy(probe(x_train), y_train[:, p])
             opt.zero_grad()
@@ -80,22 +97,16 @@ def text_probe(model: open_clip.CLIP, arch: str, n_train: int = 4000, n_test: in
     return result
 
 
-PROBE_SITES = ("sentence", "noun_token", "colour_token")
-# The SR stage reads only the sentence vector: it must carry a named part's colour in any phrasing
-SENTENCE_GATE = 0.9
-
-
-def sentence_gate(probe: dict[str, dict[str, float]]) -> dict:
-    """Whether the sentence-vector phrasing probe reaches SENTENCE_GATE for every described part."""
+def sentence_gate(probe: dict[str, dict[str, float]], threshold: float = SENTENCE_GATE) -> dict:
+    """Whether the sentence-vector phrasing probe reaches `threshold` for every described part."""
     worst = min(probe["sentence"].values())
-    return {"threshold": SENTENCE_GATE, "worst_part": min(probe["sentence"], key=probe["sentence"].get),
-            "worst": worst, "met": worst >= SENTENCE_GATE}
-_COLOUR_WORD = "|".join(NAMES)
+    return {"threshold": threshold, "worst_part": min(probe["sentence"], key=probe["sentence"].get),
+            "worst": worst, "met": worst >= threshold}
 
 
 @torch.no_grad()
-def phrasing_probe(model: open_clip.CLIP, arch: str, n_train: int = 600, n_test: int = 200,
-                   ridge: float = 1.0) -> dict[str, dict[str, float]]:
+def phrasing_probe(model: open_clip.CLIP, arch: str, n_train: int = PHRASING_BIRDS,
+                   n_test: int = PHRASING_VAL_BIRDS, ridge: float = RIDGE) -> dict[str, dict[str, float]]:
     """Accuracy per site and described part of a ridge probe on the non-canonical phrasings (train -> val).
 
     The sentence site takes every phrasing that names the part; the token sites those where the part's noun
@@ -131,15 +142,13 @@ def _add(row: tuple[list, list], feature: torch.Tensor, colour: int) -> None:
 
 
 def _phrase_ends(caption: str, part: str) -> tuple[int, int] | None:
-    """Where the part's noun and its colour word end in the caption ("a red crown", "crown is red")."""
-    for noun in sorted(NOUNS[part], key=len, reverse=True):
-        match = re.search(rf"\b(?P<before>{_COLOUR_WORD}) {noun}\b|\b{noun} (is|are) (?P<after>{_COLOUR_WORD})\b",
-                          caption)
-        if match:
-            before = match.group("before") is not None
-            noun_end = match.end() if before else match.start() + len(noun)
-            return noun_end, match.end("before") if before else match.end("after")
-    return None
+    """Where the part's noun and its colour word end in the caption, when they stand as separate words ("a
+    red crown", "crown is red"); the longest noun first ("wing bars" before "wing")."""
+    mentions = [m for m in caption_mentions(caption) if m.part == part and m.separate]
+    if not mentions:
+        return None
+    mention = max(mentions, key=lambda m: len(m.word))  # the first of the longest
+    return mention.word_end, mention.colour_end
 
 
 def _ridge_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,

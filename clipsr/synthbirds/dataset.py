@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clipsr.data.resize import bicubic_downsample
-from clipsr.synthbirds.captions import bird_captions, caption_colours, edit
+from clipsr.synthbirds.captions import bird_captions, caption_colours, recolour
 from clipsr.synthbirds.colours import NAMES, colour_index
 from clipsr.synthbirds.measure import median_colour
 from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE, BirdSpec, render, sample_spec
@@ -105,8 +105,7 @@ class SynthBirdsDataset(Dataset):
             changed[torch.randint(len(parts), ())] = True
         for part, change in zip(parts, changed.tolist()):
             if change:
-                shift = int(torch.randint(1, len(NAMES), ()))
-                spec = edit(spec, part, (colour_index(getattr(spec, part)) + shift) % len(NAMES))
+                spec = recolour(spec, part, int(torch.randint(1, len(NAMES), ())))
         return spec
 
     @staticmethod
@@ -118,8 +117,7 @@ class SynthBirdsDataset(Dataset):
         caption = bird_captions(spec)[choice]
         for i in torch.randperm(len(DESCRIBED_PARTS)).tolist():
             part = DESCRIBED_PARTS[i]
-            shift = int(torch.randint(1, len(NAMES), ()))
-            twin = edit(spec, part, (colour_index(getattr(spec, part)) + shift) % len(NAMES))
+            twin = recolour(spec, part, int(torch.randint(1, len(NAMES), ())))
             twin_texts = bird_captions(twin)
             if choice < len(twin_texts) and twin_texts[choice] != caption:
                 return twin, twin_texts[choice]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
+from clipsr.losses import palette_text_losses
 from clipsr.model import CLIPSR
 from clipsr.synthbirds.captions import bird_captions, caption_colours
 from clipsr.synthbirds.colours import ANCHORS, colour_index
@@ -57,11 +57,9 @@ def fit_palette_text(model: CLIPSR, steps: int = 1500, birds: int = 64, lr: floa
     for _ in tqdm(range(steps), desc="palette text reader", unit="step", disable=not progress):
         captions = [c for s in rng.choice(seeds, birds) for c in bird_captions(sample_spec(int(s)))]
         colours, named = caption_targets(captions)
-        read = palette.text(palette_text_inputs(model, captions)).view(len(captions), -1, 4)
-        colour = ((read[..., :3] - colours).abs().mean(-1) * named).sum() / named.sum().clamp(min=1)
-        name = F.binary_cross_entropy_with_logits(read[..., 3], named)
+        taught = palette_text_losses(*palette.read(palette_text_inputs(model, captions)), colours, named)
         optimiser.zero_grad(set_to_none=True)
-        (colour + name).backward()
+        sum(taught.values()).backward()
         optimiser.step()
-        losses = {"colour": colour.item(), "named": name.item()}
+        losses = {name: loss.item() for name, loss in taught.items()}
     return losses

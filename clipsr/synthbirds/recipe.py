@@ -53,7 +53,7 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
               out / "clip", resumable=True),
         Stage("clip-report", synthbirds + ("clip-report", str(clip), "-o", str(out / "clip_report.json"))),
         Stage("locator", synthbirds + ("locator", "-o", str(locator))
-              + (("--start", str(start)) if start else ("--clip", str(clip)))),
+              + (("--start", str(start)) if start else ("--clip", str(clip))), locator),
         # the locator is frozen here: the part labels teach only the palette's colours and names
         Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr"), "--init", str(locator)) + sr
               + ("--data-opt", "part_labels=true", "--part-loss", "0"), out / "sr", resumable=True),
@@ -61,7 +61,7 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
                                            "-o", str(out / "demo.safetensors")), out / "demo.safetensors"),
     ] + ([
         Stage("sr-no-text-start", synthbirds + ("warm-start", str(start), "-o", str(notext_start), "--preset", "tiny")
-              + no_text),
+              + no_text, notext_start),
     ] if start else []) + [
         Stage("sr-no-text", train + ("--preset", "tiny", "--out", str(out / "sr_notext")) + sr
               + (("--init", str(notext_start)) if start else ("--set", f"clip.pretrained={clip}") + no_text),
