@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import safetensors.numpy
 import torch
 from typer.testing import CliRunner
 
@@ -16,12 +17,12 @@ from clipsr.synthbirds.render import render, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 
 
-def test_the_cache_holds_each_birds_lr_and_its_part_labels_at_4x_the_lr(tmp_path):
+def test_the_cache_holds_each_birds_lr_and_its_part_labels_at_the_sr_size(tmp_path):
     cache = render_cache("val", 3, progress=False)
-    assert cache["lr"].shape == (3, 3, 16, 16) and cache["labels"].shape == (3, 64, 64)
+    assert cache["lr"].shape == (3, 3, 16, 16) and cache["labels"].shape == (3, 256, 256)
     assert -1.0 <= cache["lr"].min() and cache["lr"].max() <= 1.0
     labels = part_label_map(render(sample_spec(int(split_seeds("val", 3)[1])))[1])
-    np.testing.assert_array_equal(cache["labels"][1], labels[2::4, 2::4])
+    np.testing.assert_array_equal(cache["labels"][1], labels)
     assert set(np.unique(cache["labels"])) <= {0, 1, 2, 3, 4} and (cache["labels"] > 0).any()
     path = tmp_path / "cache.safetensors"
     first = load_or_render_cache(path, "val", 3)
@@ -30,6 +31,9 @@ def test_the_cache_holds_each_birds_lr_and_its_part_labels_at_4x_the_lr(tmp_path
     np.testing.assert_array_equal(again["labels"], first["labels"])
     np.testing.assert_array_equal(again["lr"], cache["lr"])
     assert len(load_or_render_cache(path, "val", 4)["lr"]) == 4, "another bird count renders anew"
+    coarse = dict(cache, labels=cache["labels"][:, 2::4, 2::4].copy())
+    safetensors.numpy.save_file(coarse, str(path))
+    assert load_or_render_cache(path, "val", 3)["labels"].shape[-1] == 256, "labels of another size render anew"
 
 
 def test_training_on_the_cache_lowers_the_loss_and_leaves_the_locator_frozen():
@@ -39,6 +43,12 @@ def test_training_on_the_cache_lowers_the_loss_and_leaves_the_locator_frozen():
     first = train_locator(locator, cache, steps=1, batch_size=16, progress=False)
     later = train_locator(locator, cache, steps=60, batch_size=16, progress=False)
     assert later < 0.8 * first
+    keep = PartLocator(16, 4, width=16, blocks=1)
+    keep.load_state_dict(locator.state_dict())
+    train_locator(keep, cache, steps=20, batch_size=16, keep_weight=4.0, progress=False)
+    with torch.no_grad():
+        painted = [1 - m.choice(torch.from_numpy(cache["lr"])).softmax(1)[:, 0].mean() for m in (locator, keep)]
+    assert painted[1] < 0.9 * painted[0], "a heavier 'no part' class gives the parts less of the image"
     assert not any(p.requires_grad for p in locator.parameters()) and not locator.training
     iou = locator_iou(locator, cache)
     assert set(iou) == {"crown", "wing", "belly", "beak"} and all(0.0 <= v <= 1.0 for v in iou.values())

@@ -252,6 +252,9 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
                                                   "match (its CLIP included) instead of a new model"),
             birds: int = typer.Option(6000, help="train birds rendered once into the cache"),
             steps: int = typer.Option(2500, help="steps of 32 cached birds"),
+            lr: float = typer.Option(2e-3, help="Adam's learning rate at the start of its cosine decay"),
+            keep_weight: float = typer.Option(1.0, help="weight of the 'no part' class in the cross-entropy: "
+                                                                "above 1 the painted edge moves inward"),
             cache: Path = typer.Option(None, help="where the rendered birds are kept (default: beside --out)"),
             restart: bool = RESTART) -> None:
     """Train a generator's part locator on part masks, from a cache of rendered birds (the SR stage freezes it).
@@ -269,6 +272,8 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
         raise OptionError("give exactly one of --clip (a new model) or --start (a checkpoint to start from)")
     if steps < 1 or birds < 1:
         raise OptionError("--steps and --birds must be at least 1")
+    if not (lr > 0 and keep_weight > 0):
+        raise OptionError("--lr and --keep-weight must be above 0")
     _check_new_file(out, start, restart)
     torch.manual_seed(0)
     if start is not None:
@@ -286,9 +291,10 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
     cache_dir = cache or out.parent
     train = load_or_render_cache(cache_dir / "locator_train.safetensors", "train", birds)
     val = load_or_render_cache(cache_dir / "locator_val.safetensors", "val", 200)
-    loss = train_locator(model.generator.locator, train, steps)
+    loss = train_locator(model.generator.locator, train, steps, lr=lr, keep_weight=keep_weight)
     iou = locator_iou(model.generator.locator, val)
-    _write_checkpoint(model, out, restart, locator_steps=str(steps), locator_birds=str(birds))
+    _write_checkpoint(model, out, restart, locator_steps=str(steps), locator_birds=str(birds),
+                      locator_keep_weight=str(keep_weight))
     typer.echo(f"locator CE {loss:.4f}; val IoU " + ", ".join(f"{p} {v:.2f}" for p, v in iou.items()) + f"; wrote {out}")
 
 

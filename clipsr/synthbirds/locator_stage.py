@@ -1,9 +1,11 @@
 """The locator stage: teach a generator's part locator where the described parts are, before the SR stage.
 
-Rendering bounds this training (a bird takes ~10 ms, a locator step on 32 of them ~0.2 s), so the birds
+Rendering bounds this training (a bird takes ~10 ms, a locator step on 32 of them ~0.3 s), so the birds
 are rendered once into a cache of LR images and part labels, and the locator trains on it for many epochs
-with plain cross-entropy: calibrated probabilities are what the palette's blend needs (class weights make it
-paint blobs around the parts). The label of each logit cell is the part at the centre of its 4x4 HR block.
+with cross-entropy on what the palette uses: its logits upsampled to the SR size, against the part label of
+every SR pixel. Probabilities calibrated this way are what the palette's blend needs (weighting the parts up
+makes it paint blobs around them); the "no part" class alone may weigh more (`keep_weight`), which moves
+the painted edge inward: an edit then repaints less of what lies beside the part.
 """
 from __future__ import annotations
 
@@ -18,21 +20,20 @@ from tqdm import tqdm
 
 from clipsr.data.resize import bicubic_downsample
 from clipsr_runtime.atomic import atomic_write
-from clipsr.locator import UPSCALE, PartLocator
+from clipsr.locator import PartLocator
 from clipsr.synthbirds.dataset import part_label_map
 from clipsr.synthbirds.render import DESCRIBED_PARTS, render, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 
 
 def render_cache(split: str, count: int, scale: int = 16, progress: bool = True) -> dict[str, np.ndarray]:
-    """LR images (N, 3, S, S) float32 in [-1, 1] and part labels (N, 4S, 4S) uint8 of `count` birds."""
-    step = scale // UPSCALE
+    """LR images (N, 3, S, S) float32 in [-1, 1] and part labels (N, 256, 256) uint8 of `count` birds."""
     lrs, labels = [], []
     for seed in tqdm(split_seeds(split, count), desc=f"rendering {split} birds", unit="bird", disable=not progress):
         hr, masks = render(sample_spec(int(seed)))
         lr = np.clip(bicubic_downsample(hr.astype(np.float32) / 255.0, scale), 0.0, 1.0)
         lrs.append(lr.transpose(2, 0, 1) * 2.0 - 1.0)
-        labels.append(part_label_map(masks)[step // 2::step, step // 2::step].astype(np.uint8))
+        labels.append(part_label_map(masks).astype(np.uint8))
     # C order: safetensors writes the raw buffer, and a stack of transposed views keeps their strides
     return {"lr": np.ascontiguousarray(np.stack(lrs), dtype=np.float32), "labels": np.stack(labels)}
 
@@ -41,7 +42,7 @@ def load_or_render_cache(path: Path, split: str, count: int, scale: int = 16) ->
     """The cache at `path` if it holds `count` birds, else rendered and written there."""
     if path.is_file():
         cache = safetensors.numpy.load_file(str(path))
-        if len(cache["lr"]) == count and cache["lr"].shape[-1] == 256 // scale:
+        if len(cache["lr"]) == count and cache["lr"].shape[-1] == 256 // scale and cache["labels"].shape[-1] == 256:
             return cache
     cache = render_cache(split, count, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,18 +51,20 @@ def load_or_render_cache(path: Path, split: str, count: int, scale: int = 16) ->
 
 
 def train_locator(locator: PartLocator, cache: dict[str, np.ndarray], steps: int, batch_size: int = 32,
-                  lr: float = 2e-3, seed: int = 0, progress: bool = True) -> float:
-    """Adam on plain cross-entropy over random batches of the cache; returns the mean loss of the last 50 steps.
-    The locator's parameters train here and are frozen again afterwards."""
+                  lr: float = 2e-3, keep_weight: float = 1.0, seed: int = 0, progress: bool = True) -> float:
+    """Adam on cross-entropy at the SR size over random batches of the cache, the "no part" class weighing
+    `keep_weight`; returns the mean loss of the last 50 steps. The locator's parameters train here and are
+    frozen again afterwards."""
     generator = torch.Generator().manual_seed(seed)
-    images, labels = torch.from_numpy(cache["lr"]), torch.from_numpy(cache["labels"]).long()
+    images, labels = torch.from_numpy(cache["lr"]), torch.from_numpy(cache["labels"])  # uint8: 64 KB a bird
     locator.train().requires_grad_(True)
     optimiser = torch.optim.Adam(locator.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
+    weight = torch.tensor([keep_weight] + [1.0] * (locator.out.out_channels - 1))
     recent: list[float] = []
     for _ in tqdm(range(steps), desc="part locator", unit="step", disable=not progress):
         index = torch.randint(len(images), (batch_size,), generator=generator)
-        loss = F.cross_entropy(locator(images[index]), labels[index])
+        loss = F.cross_entropy(locator.choice(images[index]), labels[index].long(), weight=weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -73,9 +76,10 @@ def train_locator(locator: PartLocator, cache: dict[str, np.ndarray], steps: int
 
 @torch.no_grad()
 def locator_iou(locator: PartLocator, cache: dict[str, np.ndarray]) -> dict[str, float]:
-    """Intersection over union of each described part between the locator's most likely class and the labels."""
-    chosen = torch.cat([locator(torch.from_numpy(cache["lr"][i:i + 100])).argmax(1)
-                        for i in range(0, len(cache["lr"]), 100)])
+    """Intersection over union of each described part between the locator's most likely class and the labels,
+    over the SR pixels."""
+    chosen = torch.cat([locator.choice(torch.from_numpy(cache["lr"][i:i + 50])).argmax(1)
+                        for i in range(0, len(cache["lr"]), 50)])
     truth = torch.from_numpy(cache["labels"]).long()
     result = {}
     for k, part in enumerate(DESCRIBED_PARTS, start=1):
