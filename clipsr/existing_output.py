@@ -6,7 +6,9 @@ even when the work before fails."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from clipsr_runtime.errors import OptionError
@@ -38,6 +40,25 @@ def claim_output(path: Path, *, resume: bool = False, restart: bool = False) -> 
     aside = _aside_name(path)
     os.rename(path, aside)  # same folder, so one rename: the earlier output is whole, here or there
     return aside
+
+
+def write_new_folder(path: Path, fill: Callable[[Path], object], *, restart: bool = False) -> Path | None:
+    """Fill a draft folder beside `path` with `fill(draft)`, then claim `path` and rename the draft onto it,
+    so `path` is never partial and, when `fill` fails, what was there stays as it was (the draft is removed).
+    For a folder written whole (`resumable=False`); returns where the earlier folder went, if it moved."""
+    path = Path(path)
+    check_output(path, restart=restart, resumable=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    draft.mkdir()
+    try:
+        fill(draft)
+        set_aside = claim_output(path, restart=restart)
+        draft.rename(path)  # replaces an empty folder; anything else was refused or moved aside above
+    except BaseException:
+        shutil.rmtree(draft, ignore_errors=True)
+        raise
+    return set_aside
 
 
 def _holds_something(path: Path) -> bool:

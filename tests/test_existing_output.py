@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clipsr.existing_output import check_output, claim_output
+from clipsr.existing_output import check_output, claim_output, write_new_folder
 from clipsr_runtime.errors import OptionError
 
 
@@ -48,3 +48,26 @@ def test_resume_keeps_the_output_and_needs_one(tmp_path):
         claim_output(tmp_path / "missing", resume=True)
     with pytest.raises(OptionError, match="give one"):
         claim_output(tmp_path / "run", resume=True, restart=True)
+
+
+def test_a_folder_written_whole_appears_only_complete_and_a_failure_keeps_what_was_there(tmp_path):
+    out = tmp_path / "proof"
+    out.mkdir()  # an empty folder is a new output
+
+    def fill(folder):
+        assert not (out / "a.txt").exists(), "the draft is not the output"
+        (folder / "a.txt").write_text("new")
+
+    assert write_new_folder(out, fill) is None and (out / "a.txt").read_text() == "new"
+    with pytest.raises(OptionError, match="proof exists: --restart"):
+        write_new_folder(out, fill)
+
+    def fail(folder):
+        (folder / "a.txt").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_new_folder(out, fail, restart=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["proof"] and (out / "a.txt").read_text() == "new"
+    aside = write_new_folder(out, lambda folder: (folder / "b.txt").write_text("newer"), restart=True)
+    assert (aside / "a.txt").read_text() == "new" and [p.name for p in out.iterdir()] == ["b.txt"]

@@ -60,10 +60,14 @@ def test_retrieval_of_a_random_clip_is_near_chance(tiny_clip):
 def test_cli_clip_report(tiny_clip, tmp_path):
     weights = save_clip(tiny_clip, tmp_path / "clip.safetensors")
     out = tmp_path / "report" / "clip.json"
+    out.parent.mkdir()
+    out.write_text("an earlier report")
     result = CliRunner().invoke(app, ["clip-report", str(weights), "--n", "20", "--probe-birds", "500",
                                       "--probe-steps", "100", "--phrasing-birds", "100", "--gate", "0.95",
-                                      "--out", str(out)])
+                                      "--out", str(out), "--restart"])
     assert result.exit_code == 0, result.output
+    aside = [p for p in out.parent.iterdir() if p.name.startswith("clip.json.old-")]
+    assert len(aside) == 1 and aside[0].read_text() == "an earlier report" and "moved the earlier clip.json" in result.output
     report = json.loads(out.read_text())
     assert set(report) == {"trained", "random"} and set(report["trained"]["text_probe"]) == set(DESCRIBED_PARTS)
     assert set(report["random"]["phrasing_probe"]) == set(PROBE_SITES)
@@ -72,6 +76,22 @@ def test_cli_clip_report(tiny_clip, tmp_path):
     assert report["trained"]["sentence_gate"]["threshold"] == 0.95 and ">= 95% for every part" in result.output
     missing = CliRunner().invoke(app, ["clip-report", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code == 2 and "nope.safetensors' does not exist" in missing.output
+
+
+def test_an_existing_report_is_refused_before_any_clip_is_loaded_and_kept_when_measuring_fails(tmp_path):
+    out = tmp_path / "clip.json"
+    out.write_text("an earlier report")
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"not CLIP weights")  # never read: the output is checked first
+    refused = CliRunner().invoke(app, ["clip-report", str(damaged), "-o", str(out)])
+    assert refused.exit_code == 2 and refused.output.startswith("error: ") and refused.output.count("\n") == 1
+    assert "clip.json exists: --restart moves it aside" in refused.output and "--resume" not in refused.output
+    itself = CliRunner().invoke(app, ["clip-report", str(damaged), "-o", str(damaged), "--restart"])
+    assert itself.exit_code == 2 and "is the checkpoint it starts from" in itself.output
+    failed = CliRunner().invoke(app, ["clip-report", str(damaged), "-o", str(out), "--restart"])
+    assert failed.exit_code == 1 and failed.output.startswith("error: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "damaged.safetensors"]
+    assert out.read_text() == "an earlier report"
 
 
 def test_sentence_gate_needs_every_part():

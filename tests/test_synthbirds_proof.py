@@ -21,7 +21,8 @@ DEMO_GOALS = read_goals(DEMO_CARD, MEASURES)
 
 
 def test_proof_writes_table_goals_editability_and_figure(tiny16, tmp_path):
-    result = run_proof(tiny16, tmp_path, no_text=tiny16, goals=DEMO_GOALS, n=8, batch_size=4, figure_rows=2)
+    result, set_aside = run_proof(tiny16, tmp_path, no_text=tiny16, goals=DEMO_GOALS, n=8, batch_size=4, figure_rows=2)
+    assert set_aside is None
     saved = json.loads((tmp_path / "proof.json").read_text())
     assert saved == json.loads(json.dumps(result))
     assert saved["table"].keys() == {"bicubic", "random", "canonical", "shuffled", "plain", "no_text"}
@@ -159,3 +160,58 @@ def test_cli_refuses_a_bad_card_before_loading_any_model(tmp_path):
     missing = CliRunner().invoke(app, ["proof", str(damaged), "--card", str(tmp_path / "none.md")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
     assert not (tmp_path / "p").exists()
+
+
+def _earlier_proof(folder):
+    folder.mkdir()
+    (folder / "proof.json").write_text('{"earlier": true}\n')
+    return folder
+
+
+def test_an_existing_proof_is_refused_before_any_model_is_loaded_or_measured(tmp_path, monkeypatch):
+    out = _earlier_proof(tmp_path / "proof")
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"not a checkpoint")  # never read: the output is checked first
+    refused = CliRunner().invoke(app, ["proof", str(damaged), "-o", str(out)])
+    assert refused.exit_code == 2 and refused.output.startswith("error: ") and refused.output.count("\n") == 1
+    assert "proof exists: --restart moves it aside" in refused.output and "--resume" not in refused.output
+
+    def never(*args, **kwargs):
+        raise AssertionError("measured although the output was refused")
+
+    monkeypatch.setattr("clipsr.synthbirds.proof.run.measure", never)
+    with pytest.raises(ValueError, match="proof exists"):
+        run_proof(None, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.safetensors", "proof"]
+    assert (out / "proof.json").read_text() == '{"earlier": true}\n'
+
+
+@pytest.mark.parametrize("fails_in", ["measure", "save_figure"])
+def test_a_failure_while_measuring_or_writing_leaves_the_earlier_proof_whole(tiny16, tmp_path, monkeypatch, fails_in):
+    out = _earlier_proof(tmp_path / "proof")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(f"clipsr.synthbirds.proof.run.{fails_in}", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run_proof(tiny16, out, n=2, batch_size=2, figure_rows=1, restart=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["proof"], "nothing set aside, no draft left"
+    assert [p.name for p in out.iterdir()] == ["proof.json"] and json.loads((out / "proof.json").read_text()) == {
+        "earlier": True}
+
+
+def test_cli_restart_sets_the_earlier_proof_aside_once_the_new_one_is_written(tiny16, tmp_path):
+    from clipsr.checkpoint import save_checkpoint
+
+    checkpoint = save_checkpoint(tiny16, tmp_path / "tiny.safetensors")
+    out = _earlier_proof(tmp_path / "proof")
+    done = CliRunner().invoke(app, ["proof", str(checkpoint), "-o", str(out), "--n", "2", "--batch-size", "2",
+                                    "--restart"])
+    assert done.exit_code == 0, done.output
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("proof.old-")]
+    assert len(aside) == 1 and f"moved the earlier proof to {aside[0]}" in done.output
+    assert [p.name for p in aside[0].iterdir()] == ["proof.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["proof.json", "proof.md", "proof.png"]
+    assert json.loads((out / "proof.json").read_text())["n"] == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no draft left beside it"

@@ -50,15 +50,20 @@ def test_stages_run_in_order_once_and_an_interrupted_run_resumes(tmp_path, monke
     assert len(calls) == 7, "every stage is marked done"
 
 
-def test_a_file_a_stage_left_before_it_was_marked_done_is_set_aside_by_the_rerun(tmp_path):
+def test_an_output_a_stage_left_before_it_was_marked_done_is_set_aside_by_the_rerun(tmp_path):
     start = tmp_path / "demo.safetensors"
-    files = {stage.name: stage for stage in recipe.stages(tmp_path, start=start) if stage.output is not None
-             and not stage.resumable}
-    assert set(files) == {"locator", "fit-palette", "sr-no-text-start"}, "every stage that writes one file"
-    for stage in files.values():
+    whole = {stage.name: stage for stage in recipe.stages(tmp_path, start=start) if not stage.resumable}
+    assert set(whole) == {"clip-report", "locator", "fit-palette", "sr-no-text-start", "proof"}, \
+        "every stage that writes its output whole at the end"
+    for stage in whole.values():
         assert "--restart" not in recipe.command(stage)
-        stage.output.write_bytes(b"left by a killed run")
+        if stage.name == "proof":
+            stage.output.mkdir()
+            (stage.output / "proof.json").write_text("{}")
+        else:
+            stage.output.write_bytes(b"left by a killed run")
         assert recipe.command(stage)[-1] == "--restart"
+        assert stage.argv[stage.argv.index("-o") + 1] == str(stage.output), "the output it declares is its -o"
 
 
 def test_a_start_checkpoint_replaces_the_clip_weights_of_the_locator_stage():

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clipsr_runtime.atomic import atomic_write
 from clipsr_runtime.cli_errors import OneLineErrorsGroup
 from clipsr_runtime.errors import OptionError
 
@@ -49,10 +50,10 @@ def _divides_size(scale: int) -> int:
 SCALE = typer.Option(16, callback=_divides_size, help=f"downscaling factor, a divisor of {SIZE}")
 EXISTING_FILE = {"exists": True, "dir_okay": False}
 STAGES = [stage.name for stage in stages(Path(), start=Path())]  # the warm-start stage too
-# Commands that write one checkpoint follow the rule of clipsr.existing_output with --restart alone: the file
-# is written whole once the work is done, so an existing one is finished work with nothing to resume.
+# Commands that write one checkpoint, report or proof follow the rule of clipsr.existing_output with --restart
+# alone: it is written whole once the work is done, so an existing one is finished work with nothing to resume.
 RESTART = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first (there is no --resume: "
-                                   "the file is written whole at the end, so there is nothing to continue)")
+                                   "it is written whole at the end, so there is nothing to continue)")
 
 
 def _check_new_file(out: Path, start: Path | None, restart: bool) -> None:
@@ -62,14 +63,17 @@ def _check_new_file(out: Path, start: Path | None, restart: bool) -> None:
     check_output(out, restart=restart, resumable=False)
 
 
+def _said_aside(out: Path, set_aside: Path | None) -> None:
+    if set_aside:
+        typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
+
+
 def _write_checkpoint(model, out: Path, restart: bool, **metadata: str) -> None:
     """Save `model` to --out once its work is done, moving an earlier file aside first with --restart."""
     from clipsr.checkpoint import save_checkpoint
 
-    set_aside = claim_output(out, restart=restart)
+    _said_aside(out, claim_output(out, restart=restart))
     save_checkpoint(model, out, **metadata)
-    if set_aside:
-        typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
 
 
 @app.command()
@@ -102,9 +106,7 @@ def examples(out: Path = typer.Option(..., "--out", "-o", help="folder to write 
              restart: bool = typer.Option(False, help="move an existing --out aside to OUT.old-<time> first")) -> None:
     """Write the example inputs: each test bird's LR as bird_<i>.png and its caption in prompts.csv (the
     repository's examples/ are `-o examples --restart`)."""
-    set_aside = write_examples(out, tuple(seed), scale, restart=restart)
-    if set_aside:
-        typer.echo(f"moved the earlier {out.name} to {set_aside}", err=True)
+    _said_aside(out, write_examples(out, tuple(seed), scale, restart=restart))
     typer.echo(f"wrote {len(seed)} birds and {out / 'prompts.csv'}")
 
 
@@ -139,8 +141,11 @@ def clip_report(weights: Path = typer.Argument(..., **EXISTING_FILE), preset: st
                 gate: float = typer.Option(report_settings.SENTENCE_GATE, min=0.0, max=1.0,
                                            help="the sentence-vector probe accuracy every part must reach"),
                 seed: int = typer.Option(0, help="seed of the random CLIP beside the trained one"),
-                out: Path = typer.Option(None, "--out", "-o", help="also write the numbers as JSON")) -> None:
+                out: Path = typer.Option(None, "--out", "-o", help="also write the numbers as JSON (a new file)"),
+                restart: bool = RESTART) -> None:
     """Zero-shot part-colour retrieval and the text probes of CLIP weights, beside a random CLIP."""
+    if out:
+        _check_new_file(out, weights, restart)
     import dataclasses
     import json
 
@@ -177,28 +182,33 @@ def clip_report(weights: Path = typer.Argument(..., **EXISTING_FILE), preset: st
     typer.echo(f"sentence-vector gate (>= {verdict['threshold']:.0%} for every part on other phrasings): "
                f"{'met' if verdict['met'] else 'NOT met'} (worst: {verdict['worst_part']} {verdict['worst']:.1%})")
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        _said_aside(out, claim_output(out, restart=restart))
+        atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
         typer.echo(f"wrote {out}")
 
 
 @app.command()
-def proof(checkpoint: Path = typer.Argument(..., **EXISTING_FILE), out: Path = typer.Option(Path("runs/proof"), "--out", "-o"),
+def proof(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
+          out: Path = typer.Option(Path("runs/proof"), "--out", "-o", help="folder to write (new or empty, or see "
+                                                                          "--restart)"),
           no_text: Path = typer.Option(None, help="checkpoint of the no-text variant (Table IV row)", **EXISTING_FILE),
           card: Path = typer.Option(DEMO_CARD, help="model card whose front matter holds the goals (name, target, "
                                                     "direction); a card without goals gives no goal table",
                                     **EXISTING_FILE),
-          n: int = typer.Option(200, min=1, help="test birds"), batch_size: int = typer.Option(25, min=1)) -> None:
+          n: int = typer.Option(200, min=1, help="test birds"), batch_size: int = typer.Option(25, min=1),
+          restart: bool = RESTART) -> None:
     """Table IV analogue, text-matters and editability numbers, and a figure, for a 16x checkpoint, checked
     against the goals of a model card (default: the built-in demo's)."""
     from clipsr.factory import create_model
     from clipsr.synthbirds.proof.run import run_proof
     from clipsr.synthbirds.proof.report import MEASURES, to_markdown
 
+    check_output(out, restart=restart, resumable=False)
     goals = read_goals(card, MEASURES)
     full = create_model(checkpoint).eval()
     variant = create_model(no_text).eval() if no_text else None
-    result = run_proof(full, out, no_text=variant, goals=goals, n=n, batch_size=batch_size)
+    result, set_aside = run_proof(full, out, no_text=variant, goals=goals, n=n, batch_size=batch_size, restart=restart)
+    _said_aside(out, set_aside)
     typer.echo(to_markdown(result, goals))
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
 

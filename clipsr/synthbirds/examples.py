@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import shutil
 from pathlib import Path
 
 from PIL import Image
 
-from clipsr.existing_output import check_output, claim_output
+from clipsr.existing_output import write_new_folder
 from clipsr.synthbirds.captions import bird_captions
 from clipsr.synthbirds.jsonl import lr_uint8
 from clipsr.synthbirds.render import render, sample_spec
@@ -44,25 +42,17 @@ def write_examples(out: str | Path, seeds: tuple[int, ...] = EXAMPLE_SEEDS, scal
     OUT must be new or empty; `restart` moves an existing OUT aside to OUT.old-<time>. The folder is filled
     beside OUT and renamed into place, so OUT is never partial. Returns where an earlier OUT went, if it moved.
     """
-    out = Path(out)
     check_test_seeds(seeds)
-    check_output(out, restart=restart, resumable=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    draft = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    draft.mkdir()
-    try:
-        rows = io.StringIO()
-        table = csv.writer(rows, lineterminator="\n")
-        table.writerow(["image", "prompt"])
-        for i, seed in enumerate(seeds):
-            spec = sample_spec(seed)
-            name = f"bird_{i}.png"
-            Image.fromarray(lr_uint8(render(spec)[0], scale)).save(draft / name)
-            table.writerow([name, bird_captions(spec)[0]])
-        (draft / PROMPTS).write_text(rows.getvalue())
-        set_aside = claim_output(out, restart=restart)
-        draft.rename(out)  # replaces an empty OUT; anything else was refused or moved aside above
-    except BaseException:
-        shutil.rmtree(draft, ignore_errors=True)
-        raise
-    return set_aside
+    return write_new_folder(Path(out), lambda draft: _write_birds(draft, seeds, scale), restart=restart)
+
+
+def _write_birds(folder: Path, seeds: tuple[int, ...], scale: int) -> None:
+    rows = io.StringIO()
+    table = csv.writer(rows, lineterminator="\n")
+    table.writerow(["image", "prompt"])
+    for i, seed in enumerate(seeds):
+        spec = sample_spec(seed)
+        name = f"bird_{i}.png"
+        Image.fromarray(lr_uint8(render(spec)[0], scale)).save(folder / name)
+        table.writerow([name, bird_captions(spec)[0]])
+    (folder / PROMPTS).write_text(rows.getvalue())

@@ -28,8 +28,8 @@ CPU_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 class Stage:
     name: str
     argv: tuple[str, ...]
-    output: Path | None = None  # what it writes, when its command follows the rule (--resume/--restart)
-    resumable: bool = False     # a training run folder: a saved step continues with --resume
+    output: Path             # what it writes; every stage's command follows the rule (--resume/--restart)
+    resumable: bool = False  # a training run folder: a saved step continues with --resume
 
 
 def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = CLIP_STEPS,
@@ -51,7 +51,8 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
                                "--batch-size", "16", "--clip-lr", "1e-3", "--log-every", "50", "--data-opt",
                                "twins=true", "--data-opt", "attributes=true", "--attribute-loss", "1"),
               out / "clip", resumable=True),
-        Stage("clip-report", synthbirds + ("clip-report", str(clip), "-o", str(out / "clip_report.json"))),
+        Stage("clip-report", synthbirds + ("clip-report", str(clip), "-o", str(out / "clip_report.json")),
+              out / "clip_report.json"),
         Stage("locator", synthbirds + ("locator", "-o", str(locator))
               + (("--start", str(start)) if start else ("--clip", str(clip))), locator),
         # the locator is frozen here: the part labels teach only the palette's colours and names
@@ -67,7 +68,8 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
               + (("--init", str(notext_start)) if start else ("--set", f"clip.pretrained={clip}") + no_text),
               out / "sr_notext", resumable=True),
         Stage("proof", synthbirds + ("proof", str(out / "demo.safetensors"), "--no-text",
-                                     str(out / "sr_notext" / CHECKPOINT_FILE), "-o", str(out / "proof"))),
+                                     str(out / "sr_notext" / CHECKPOINT_FILE), "-o", str(out / "proof")),
+              out / "proof"),
     ]
 
 
@@ -75,7 +77,7 @@ def command(stage: Stage) -> list[str]:
     """The stage's command line now: a training run that saved a step resumes; any other output the stage
     left (a run killed before its first save, a file written before the stage was marked done) is set
     aside."""
-    if stage.output is None or not stage.output.exists():
+    if not stage.output.exists():
         return list(stage.argv)
     resume = stage.resumable and (stage.output / MANIFEST).is_file()
     return list(stage.argv) + (["--resume"] if resume else ["--restart"])
