@@ -122,8 +122,7 @@ class TextPalette(nn.Module):
         return read[..., :3], read[..., 3]
 
     def forward(self, image: torch.Tensor, choice: torch.Tensor, text: torch.Tensor) -> PaletteOutput:
-        read = self.text(text).view(-1, self.parts, 4)
-        colours, named = read[..., :3], read[..., 3]                              # (B, K, 3), (B, K)
+        colours, named = self.read(text)                                          # (B, K, 3), (B, K)
         choice = torch.cat([choice[:, :1], choice[:, 1:] + F.logsigmoid(named)[:, :, None, None]], dim=1)
         weights = channel_softmax(choice)
         b, k, h, w = weights[:, 1:].shape
