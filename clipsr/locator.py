@@ -2,8 +2,8 @@
 
 A part thinner than an LR pixel still leaves a trace in the LR (a head tinted at its top, a wing edge), and
 a small CNN that sees the whole 16x16 LR with its coordinates learns where such a part sits from many birds
-in minutes, with plain cross-entropy on part masks. Learnt inside the SR stage as a 1x1 conv on the
-upsampler's features, the same choice never became sure enough to paint, so it is trained on its own first
+in minutes, with cross-entropy on part masks. Learnt inside the SR stage as a 1x1 conv on the upsampler's
+features, the same choice never became sure enough to paint, so it is trained on its own first
 (`clipsr.synthbirds.locator_stage`) and stays frozen in the SR stage.
 """
 from __future__ import annotations

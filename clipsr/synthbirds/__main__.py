@@ -263,7 +263,7 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
             birds: int = typer.Option(6000, help="train birds rendered once into the cache"),
             steps: int = typer.Option(2500, help="steps of 32 cached birds"),
             lr: float = typer.Option(2e-3, help="Adam's learning rate at the start of its cosine decay"),
-            keep_weight: float = typer.Option(1.0, help="weight of the 'no part' class in the cross-entropy: "
+            keep_weight: float = typer.Option(2.0, help="weight of the 'no part' class in the cross-entropy: "
                                                                 "above 1 the painted edge moves inward"),
             cache: Path = typer.Option(None, help="where the rendered birds are kept (default: beside --out)"),
             restart: bool = RESTART) -> None:
