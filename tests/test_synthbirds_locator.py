@@ -11,8 +11,8 @@ from clipsr.factory import create_model
 from clipsr.locator import PartLocator
 from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.dataset import part_label_map
-from clipsr.synthbirds.locator_stage import (load_or_render_cache, locator_iou, render_cache, train_locator,
-                                             warm_start)
+from clipsr.synthbirds.locator_stage import (WIDER, load_or_render_cache, locator_iou, render_cache, train_locator,
+                                             varied_spec, warm_start)
 from clipsr.synthbirds.render import render, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 
@@ -21,8 +21,12 @@ def test_the_cache_holds_each_birds_lr_and_its_part_labels_at_the_sr_size(tmp_pa
     cache = render_cache("val", 3, progress=False)
     assert cache["lr"].shape == (3, 3, 16, 16) and cache["labels"].shape == (3, 256, 256)
     assert -1.0 <= cache["lr"].min() and cache["lr"].max() <= 1.0
-    labels = part_label_map(render(sample_spec(int(split_seeds("val", 3)[1])))[1])
-    np.testing.assert_array_equal(cache["labels"][1], labels)
+    seeds = split_seeds("val", 3)
+    np.testing.assert_array_equal(cache["labels"][0], part_label_map(render(sample_spec(int(seeds[0])))[1]))
+    varied = varied_spec(int(seeds[1]))  # every other bird: other sizes and proportions, the same colours
+    np.testing.assert_array_equal(cache["labels"][1], part_label_map(render(varied)[1]))
+    assert varied.crown == sample_spec(int(seeds[1])).crown and varied != sample_spec(int(seeds[1]))
+    assert all(low <= getattr(varied, name) <= high for name, (low, high) in WIDER.items())
     assert set(np.unique(cache["labels"])) <= {0, 1, 2, 3, 4} and (cache["labels"] > 0).any()
     path = tmp_path / "cache.safetensors"
     first = load_or_render_cache(path, "val", 3)
@@ -33,7 +37,7 @@ def test_the_cache_holds_each_birds_lr_and_its_part_labels_at_the_sr_size(tmp_pa
     assert len(load_or_render_cache(path, "val", 4)["lr"]) == 4, "another bird count renders anew"
     coarse = dict(cache, labels=cache["labels"][:, 2::4, 2::4].copy())
     safetensors.numpy.save_file(coarse, str(path))
-    assert load_or_render_cache(path, "val", 3)["labels"].shape[-1] == 256, "labels of another size render anew"
+    assert load_or_render_cache(path, "val", 3)["labels"].shape[-1] == 256, "a cache of another kind renders anew"
 
 
 def test_training_on_the_cache_lowers_the_loss_and_leaves_the_locator_frozen():

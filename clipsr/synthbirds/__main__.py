@@ -260,7 +260,7 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
             clip: Path = typer.Option(None, help="CLIP weights of the CLIP stage (a model of preset synthbirds)"),
             start: Path = typer.Option(None, help="start from this checkpoint's weights, all whose name and shape "
                                                   "match (its CLIP included) instead of a new model"),
-            birds: int = typer.Option(6000, help="train birds rendered once into the cache"),
+            birds: int = typer.Option(12000, help="train birds rendered once into the cache (every other one varied)"),
             steps: int = typer.Option(2500, help="steps of 32 cached birds"),
             lr: float = typer.Option(2e-3, help="Adam's learning rate at the start of its cosine decay"),
             keep_weight: float = typer.Option(2.0, help="weight of the 'no part' class in the cross-entropy: "
