@@ -213,6 +213,20 @@ def proof(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
     typer.echo(f"wrote {out}/proof.json, proof.md, proof.png")
 
 
+@app.command("crown-edits")
+def crown_edits(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
+                n: int = typer.Option(150, min=1, help="test birds"),
+                redraw: bool = typer.Option(True, help="redraw the birds bigger, with crowns ~1 LR pixel thick "
+                                                       "(--no-redraw: as SynthBirds draws them)")) -> None:
+    """How often a caption recolours the crown of test birds drawn bigger and chunkier than SynthBirds' own."""
+    from clipsr.factory import create_model
+    from clipsr.synthbirds.crown_edits import crown_edit_rates
+
+    rates = crown_edit_rates(create_model(checkpoint).eval(), n=n, redraw=redraw)
+    typer.echo(f"{n} test birds{' redrawn' if redraw else ''}: crown edit followed {rates['sentence']:.1%} (full caption), "
+               f"{rates['short']:.1%} (\"a bird with X crown\"); true caption's crown {rates['true']:.1%}")
+
+
 @app.command("fit-palette")
 def fit_palette(checkpoint: Path = typer.Argument(..., **EXISTING_FILE),
                 out: Path = typer.Option(..., "--out", "-o", help="checkpoint to write (a new file)"),

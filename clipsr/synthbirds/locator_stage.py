@@ -12,7 +12,6 @@ with crowns about one LR pixel thick, and a caption could not recolour them.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from clipsr.data.resize import bicubic_downsample
 from clipsr_runtime.atomic import atomic_write
 from clipsr.locator import PartLocator
 from clipsr.synthbirds.dataset import part_label_map
-from clipsr.synthbirds.render import DESCRIBED_PARTS, BirdSpec, render, sample_spec
+from clipsr.synthbirds.render import DESCRIBED_PARTS, BirdSpec, redraw_sizes, render, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 
 # Sizes and proportions (256-px pixels, as BirdSpec's) drawn for the varied birds: SynthBirds' own ranges
@@ -40,8 +39,7 @@ CACHE_KIND = "labels at 256 px; odd birds drawn by varied_spec"  # what a cache 
 
 def varied_spec(seed: int) -> BirdSpec:
     """Bird `seed` with its sizes and proportions redrawn from WIDER (its own seeded stream)."""
-    rng = np.random.default_rng([seed, 1])
-    return dataclasses.replace(sample_spec(seed), **{name: float(rng.uniform(*span)) for name, span in WIDER.items()})
+    return redraw_sizes(sample_spec(seed), WIDER, np.random.default_rng([seed, 1]))
 
 
 def render_cache(split: str, count: int, scale: int = 16, progress: bool = True) -> dict[str, np.ndarray]:

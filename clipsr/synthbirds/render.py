@@ -10,7 +10,7 @@ shapes gives masks in which every pixel belongs to at most one part (later parts
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -109,6 +109,12 @@ def sample_spec(seed: int) -> BirdSpec:
         background_colours=_background_colours(background, rng),
         perch=bool(rng.random() < 0.7),
     )
+
+
+def redraw_sizes(spec: BirdSpec, spans: dict[str, tuple[float, float]], rng: np.random.Generator) -> BirdSpec:
+    """`spec` with each named size drawn uniformly from its span, in the order given; colours, pose and scene
+    stay as they are (birds drawn otherwise than `sample_spec` draws them)."""
+    return replace(spec, **{name: float(rng.uniform(*span)) for name, span in spans.items()})
 
 
 def render(spec: BirdSpec) -> tuple[np.ndarray, dict[str, np.ndarray]]:
