@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clipsr.data.resize import bicubic_downsample
 from clipsr.inference import super_resolve, to_uint8
 from clipsr.model import CLIPSR
 from clipsr.synthbirds.captions import bird_captions, recolour
 from clipsr.synthbirds.colours import NAMES, colour_index
+from clipsr.synthbirds.dataset import lr_tensor
 from clipsr.synthbirds.measure import part_colours
 from clipsr.synthbirds.render import BirdSpec, redraw_sizes, render, sample_spec
 from clipsr.synthbirds.splits import split_seeds
@@ -39,8 +39,7 @@ def crown_edit_rates(model: CLIPSR, n: int = 150, redraw: bool = True, seed: int
         spec = sample_spec(int(bird))
         spec = redrawn(spec) if redraw else spec
         hr, masks = render(spec)
-        lr = np.clip(bicubic_downsample(hr.astype(np.float32) / 255.0, model.scale), 0.0, 1.0)
-        lr = torch.from_numpy(lr.transpose(2, 0, 1) * 2.0 - 1.0)[None].float().repeat(3, 1, 1, 1)
+        lr = lr_tensor(hr, model.scale)[None].repeat(3, 1, 1, 1)
         edited = recolour(spec, "crown", int(rng.integers(1, len(NAMES))))
         captions = [bird_captions(spec)[0], bird_captions(edited)[0], f"a bird with {edited.crown} crown"]
         out = to_uint8(super_resolve(model, lr, captions))

@@ -71,10 +71,9 @@ class SynthBirdsDataset(Dataset):
         mismatch = named and torch.rand(()) < self.mismatch_lr_prob
         lr_spec = self._mismatched(spec, [p for p in DESCRIBED_PARTS if p in named]) if mismatch else spec
         lr_source = hr if lr_spec is spec else render(lr_spec)[0]
-        lr = bicubic_downsample(lr_source.astype(np.float32) / 255.0, self.scale)
         item = {
             "hr": _to_tensor(hr.astype(np.float32) / 255.0),
-            "lr": _to_tensor(np.clip(lr, 0.0, 1.0)),
+            "lr": lr_tensor(lr_source, self.scale),
             "caption": texts[choice],
             "key": bird_key(self.split, spec.seed),
             "seed": spec.seed,
@@ -142,6 +141,12 @@ def attribute_labels(parsed: list[dict[str, str]]) -> torch.Tensor:
 def described_colours(spec: BirdSpec) -> torch.Tensor:
     """Vocabulary indices of the described parts, in DESCRIBED_PARTS order."""
     return torch.tensor([colour_index(getattr(spec, part)) for part in DESCRIBED_PARTS], dtype=torch.long)
+
+
+def lr_tensor(hr: np.ndarray, scale: int) -> torch.Tensor:
+    """A uint8 (256, 256, 3) render -> its bicubic LR (3, 256 / scale, 256 / scale) float32 in [-1, 1], as
+    models are trained and measured on it (not rounded to 8 bits)."""
+    return _to_tensor(np.clip(bicubic_downsample(hr.astype(np.float32) / 255.0, scale), 0.0, 1.0))
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -22,10 +22,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from clipsr.data.resize import bicubic_downsample
 from clipsr_runtime.atomic import atomic_write
 from clipsr.locator import PartLocator
-from clipsr.synthbirds.dataset import part_label_map
+from clipsr.synthbirds.dataset import lr_tensor, part_label_map
 from clipsr.synthbirds.render import DESCRIBED_PARTS, BirdSpec, redraw_sizes, render, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 
@@ -49,11 +48,9 @@ def render_cache(split: str, count: int, scale: int = 16, progress: bool = True)
     seeds = split_seeds(split, count)
     for i, seed in enumerate(tqdm(seeds, desc=f"rendering {split} birds", unit="bird", disable=not progress)):
         hr, masks = render(varied_spec(int(seed)) if i % 2 else sample_spec(int(seed)))
-        lr = np.clip(bicubic_downsample(hr.astype(np.float32) / 255.0, scale), 0.0, 1.0)
-        lrs.append(lr.transpose(2, 0, 1) * 2.0 - 1.0)
+        lrs.append(lr_tensor(hr, scale).numpy())
         labels.append(part_label_map(masks).astype(np.uint8))
-    # C order: safetensors writes the raw buffer, and a stack of transposed views keeps their strides
-    return {"lr": np.ascontiguousarray(np.stack(lrs), dtype=np.float32), "labels": np.stack(labels)}
+    return {"lr": np.stack(lrs), "labels": np.stack(labels)}
 
 
 def load_or_render_cache(path: Path, split: str, count: int, scale: int = 16) -> dict[str, np.ndarray]:
