@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file
+
 from .checkpoint import CheckpointError, load_weights, read_card, read_config, read_metadata
 from .config import ModelConfig, apply_overrides, check_scale
 from .model import CLIPSR
@@ -70,6 +72,31 @@ def create_model(name_or_path: str | Path = "tiny", *, scale: int | None = None,
     if overrides:
         raise ValueError(f"{path} carries its model config; {sorted(overrides)} do not apply")
     return _from_checkpoint(path, scale, preset)
+
+
+def warm_start_model(start: str | Path, preset: str | None = None, *, scale: int | None = None,
+                     **overrides: Any) -> tuple[CLIPSR, list[str]]:
+    """A new model holding every weight of clipsr checkpoint `start` whose name and shape match, and the names
+    of its weights that were not there (they keep their fresh initialisation): how a stage continues from a
+    model trained before a part existed or with another shape, which `create_model` (a strict load) refuses.
+    The config is `preset`'s at `scale` with `overrides`, or without a preset the one `start` carries."""
+    path = Path(start)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if preset is None:
+        if scale is not None or overrides:
+            raise ValueError("a warm start from the checkpoint's own config takes no scale or overrides")
+        config = read_config(path)
+        model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
+        model.config = config
+    else:
+        model = create_model(preset, scale=scale, **overrides)
+    state = load_file(str(path))
+    own = model.state_dict()
+    taken = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(taken, strict=False)
+    loaded = {own[k].data_ptr() for k in taken}  # a module shared under several names is saved under one
+    return model, sorted(k for k in own if k not in taken and own[k].data_ptr() not in loaded)
 
 
 def _is_safetensors(path: Path) -> bool:

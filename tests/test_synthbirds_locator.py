@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import safetensors.numpy
 import torch
 from typer.testing import CliRunner
 
-from clipsr.checkpoint import save_checkpoint
-from clipsr.factory import create_model
+from clipsr.checkpoint import CheckpointError, save_checkpoint
+from clipsr.factory import create_model, warm_start_model
 from clipsr.locator import PartLocator
 from clipsr.synthbirds.__main__ import app
 from clipsr.synthbirds.dataset import part_label_map
 from clipsr.synthbirds.locator_stage import (WIDER, load_or_render_cache, locator_iou, render_cache, train_locator,
-                                             varied_spec, warm_start)
+                                             varied_spec)
 from clipsr.synthbirds.render import render, sample_spec
 from clipsr.synthbirds.splits import split_seeds
 
@@ -62,14 +63,20 @@ def test_warm_start_copies_every_matching_weight_and_names_the_rest(tmp_path):
     torch.manual_seed(0)
     source = create_model("tiny", scale=16, text_palette=4)
     path = save_checkpoint(source, tmp_path / "source.safetensors")
-    target = create_model("tiny", scale=16, text_palette=4, up_width=8)  # another upsampler width: those do not match
-    missing = warm_start(target, path)
+    # another upsampler width: those do not match
+    target, missing = warm_start_model(path, "tiny", scale=16, text_palette=4, up_width=8)
     assert missing and all(k.startswith(("generator.upsampler", "generator.palette")) or "locator" not in k
                            for k in missing)
     assert not any(k.startswith("generator.locator") for k in missing)
     torch.testing.assert_close(target.generator.locator.out.weight, source.generator.locator.out.weight)
     assert not any(k.startswith(("clip_visual", "text_encoder", "discriminator.clip_visual")) for k in missing), \
         "a shared CLIP saved under one name counts as copied under all"
+    same, none_missing = warm_start_model(path)  # the config the checkpoint carries
+    assert none_missing == [] and same.config == source.config
+    with pytest.raises(ValueError, match="takes no scale or overrides"):
+        warm_start_model(path, up_width=8)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        warm_start_model(tmp_path / "none.safetensors", "tiny")
 
 
 def test_cli_trains_the_locator_of_a_checkpoint_and_refuses_bad_arguments(tmp_path):

@@ -254,16 +254,14 @@ def warm_start_command(start: Path, out: Path = typer.Option(..., "--out", "-o",
     when the recipe continues from an earlier model (the rest keeps its fresh initialisation)."""
     import torch
 
-    from clipsr.factory import create_model
-    from clipsr.synthbirds.locator_stage import warm_start
+    from clipsr.factory import warm_start_model
     from clipsr.train_config import parse_assignments
 
     _check_new_file(out, start, restart)
     if not start.is_file():
         raise FileNotFoundError(f"no checkpoint at {start}")
     torch.manual_seed(0)
-    model = create_model(preset, scale=scale, **parse_assignments(set_))
-    missing = warm_start(model, start)
+    model, missing = warm_start_model(start, preset, scale=scale, **parse_assignments(set_))
     _write_checkpoint(model, out, restart, warm_start=str(start))
     typer.echo(f"{len(missing)} weights not in {start}: " + ", ".join(sorted({m.rsplit('.', 2)[0] for m in missing}))
                + f"; wrote {out}")
@@ -283,14 +281,10 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
             restart: bool = RESTART) -> None:
     """Train a generator's part locator on part masks, from a cache of rendered birds (the SR stage freezes it).
     To train an earlier --out further, give it as --start (a new cosine cycle) and write another file."""
-    import dataclasses
-
     import torch
 
-    from clipsr.checkpoint import read_config
-    from clipsr.factory import create_model
-    from clipsr.model import CLIPSR
-    from clipsr.synthbirds.locator_stage import load_or_render_cache, locator_iou, train_locator, warm_start
+    from clipsr.factory import create_model, warm_start_model
+    from clipsr.synthbirds.locator_stage import load_or_render_cache, locator_iou, train_locator
 
     if (clip is None) == (start is None):
         raise OptionError("give exactly one of --clip (a new model) or --start (a checkpoint to start from)")
@@ -301,10 +295,7 @@ def locator(out: Path = typer.Option(..., "--out", "-o", help="checkpoint to wri
     _check_new_file(out, start, restart)
     torch.manual_seed(0)
     if start is not None:
-        config = read_config(start)
-        model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
-        model.config = config
-        missing = warm_start(model, start)
+        model, missing = warm_start_model(start)  # a checkpoint from before the locator lacks only it
         typer.echo(f"from {start}: all weights but {len(missing)} ({', '.join(sorted({m.rsplit('.', 2)[0] for m in missing}))})")
     else:
         if not clip.is_file():

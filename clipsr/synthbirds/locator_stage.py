@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import safetensors
 import safetensors.numpy
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -104,13 +103,3 @@ def locator_iou(locator: PartLocator, cache: dict[str, np.ndarray]) -> dict[str,
         result[part] = ((chosen == k) & (truth == k)).sum().item() / union if union else float("nan")
     return result
 
-
-def warm_start(model: torch.nn.Module, path: Path) -> list[str]:
-    """Copy into `model` every weight of checkpoint `path` whose name and shape match (a model trained before
-    the part locator existed gives all but the locator); returns the names of the model's weights not copied."""
-    state = safetensors.torch.load_file(str(path))
-    own = model.state_dict()
-    taken = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(taken, strict=False)
-    loaded = {own[k].data_ptr() for k in taken}  # a module shared under several names is saved under one
-    return sorted(k for k in own if k not in taken and own[k].data_ptr() not in loaded)
