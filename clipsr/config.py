@@ -62,6 +62,10 @@ class GeneratorConfig:
     # parts and whether it names them, a part locator reading the LR (clipsr.locator) chooses per pixel between
     # the SR value and a part
     text_palette: int = 0
+    # True: the upsampler's output conv does the last x2 (RGB x 4 at half size + PixelShuffle, ESPCN's last
+    # layer) in place of a last text-conditioned stage and a conv at full size, which took half the CPU time
+    # of a 16x generator (ours, for the built-in demo); False: log2(scale) stages, then RGB (the paper)
+    rgb_shuffle: bool = False
 
     @property
     def lr_size(self) -> int:
@@ -112,7 +116,8 @@ ARCHITECTURES = tuple(GENERATOR_CONFIGS)
 # own) also holds our generator's fields: switches at their "off" value, and widths of parts the reference
 # does not have, which never mattered. Anything else would describe a generator it cannot build.
 _REFERENCE_OFF = {"clip_branch": False, "global_skip": "none", "text_norm": "none", "text_clamp": 0.0,
-                  "up_text": False, "text_mapper": 0, "text_palette": 0, "use_text": True, "text_reweight": "none"}
+                  "up_text": False, "text_mapper": 0, "text_palette": 0, "use_text": True, "text_reweight": "none",
+                  "rgb_shuffle": False}
 _REFERENCE_UNUSED = ("mapper_width", "n_prompts", "prompt_heads", "branch_gate_init")
 
 

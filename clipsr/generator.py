@@ -103,27 +103,34 @@ class UpStage(nn.Module):
 
 class Upsampler(nn.Module):
     """Residual head at LR size plus the global skip, then log2(scale) PixelShuffle x2 stages; `features`
-    runs them, `out` maps the result to RGB.
+    runs them, `rgb` maps the result to RGB with the `out` conv.
 
     The paper's upsampler sees no text; `text_dim` (the `up_text` switch) lets the text modulate every
-    stage, where parts thinner than an LR pixel are drawn."""
+    stage, where parts thinner than an LR pixel are drawn. With `rgb_shuffle`, `out` does the last x2 itself
+    (ESPCN's last layer: 4 x 3 channels at half the size, then PixelShuffle), so no features are computed at
+    the full size."""
 
     def __init__(self, in_ch: int, width: int, scale: int, text_dim: int | None = None,
-                 text_reweight: str = "softmax"):
+                 text_reweight: str = "softmax", rgb_shuffle: bool = False):
         super().__init__()
         self.head = nn.Sequential(
             conv3x3(in_ch, width), nn.LeakyReLU(0.2), nn.Conv2d(width, width, 1), nn.LeakyReLU(0.2),
             conv3x3(width, in_ch))
         self.body = nn.Sequential(conv3x3(in_ch, width), nn.LeakyReLU(0.2))
-        self.stages = nn.ModuleList(UpStage(width, text_dim, text_reweight) for _ in range(int(math.log2(scale))))
-        self.out = conv3x3(width, 3)
+        n_stages = int(math.log2(scale)) - rgb_shuffle
+        self.stages = nn.ModuleList(UpStage(width, text_dim, text_reweight) for _ in range(n_stages))
+        self.out = conv3x3(width, 3 * 4 if rgb_shuffle else 3)
+        self.out_shuffle = nn.PixelShuffle(2) if rgb_shuffle else nn.Identity()
 
     def features(self, h: torch.Tensor, lr_res: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """The full-size features that `out` turns into RGB (and a text palette reads)."""
+        """The features that `rgb` turns into the RGB residual: full size, or half with `rgb_shuffle`."""
         x = self.body(self.head(h) + lr_res)
         for stage in self.stages:
             x = stage(x, text)
         return x
+
+    def rgb(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out_shuffle(self.out(features))
 
 
 class Generator(nn.Module):
@@ -148,7 +155,7 @@ class Generator(nn.Module):
         self.skip_proj = nn.ModuleDict({str(i): self._skip_projection(ch, size)
                                         for i, (ch, size) in enumerate(zip(cfg.refine_channels, cfg.refine_sizes))})
         self.upsampler = Upsampler(cfg.refine_channels[-1], cfg.up_width, cfg.scale,
-                                   text_dim if cfg.up_text else None, cfg.text_reweight)
+                                   text_dim if cfg.up_text else None, cfg.text_reweight, cfg.rgb_shuffle)
         if cfg.global_skip not in ("bicubic", "none"):
             raise ValueError(f"global_skip must be 'bicubic' or 'none', got {cfg.global_skip!r}")
         self.bicubic = MatrixUpsample(cfg.lr_size, cfg.scale) if cfg.global_skip == "bicubic" else None
@@ -188,7 +195,7 @@ class Generator(nn.Module):
             h = block(h, text)
             h = h + self.skip_proj[str(i)](skips[size])
         features = self.upsampler.features(h, lr_res, text)
-        out = self.upsampler.out(features)
+        out = self.upsampler.rgb(features)
         if self.cfg.global_skip == "bicubic":
             out = out + self.bicubic(lr)
         if self.palette is None:

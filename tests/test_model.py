@@ -173,6 +173,24 @@ def test_up_text_lets_the_text_steer_the_upsampler():
         assert (model.generator(lr, text) - model.generator(lr, other)).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("scale", [4, 16])
+def test_rgb_shuffle_draws_the_last_x2_from_half_size_features(scale):
+    torch.manual_seed(0)
+    model = create_model("tiny", scale=scale, rgb_shuffle=True, clip_branch=False).eval()
+    up = model.generator.upsampler
+    assert len(up.stages) == scale.bit_length() - 2 and up.out.out_channels == 12  # log2(scale) - 1 stages
+    lr, text = torch.rand(1, 3, 256 // scale, 256 // scale) * 2 - 1, torch.randn(1, 64)
+    with torch.no_grad():
+        up.out.weight.zero_()
+        up.out.bias.copy_(torch.arange(12.0))  # channel c * 4 + 2 * i + j -> pixel (2y + i, 2x + j) of colour c
+        residual = model.generator(lr, text) - model.generator.bicubic(lr)
+    assert residual.shape == (1, 3, 256, 256)
+    expected = torch.arange(12.0).view(3, 2, 2).repeat(1, 128, 128)
+    torch.testing.assert_close(residual[0], expected, atol=1e-4, rtol=0)
+    assert not create_model("tiny", scale=16).config.generator.rgb_shuffle  # the paper's upsampler
+    assert create_model("synthbirds").config.generator.rgb_shuffle
+
+
 def test_text_mapper_starts_as_identity_and_learns():
     torch.manual_seed(0)
     assert isinstance(create_model("tiny", scale=16, text_mapper=0).generator.text_mapper, torch.nn.Identity)
