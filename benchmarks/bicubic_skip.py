@@ -34,6 +34,7 @@ def main(threads: int = typer.Option(1, help="CPU threads for PyTorch and ONNX R
 
     from clipsr_bench.machine import cpu_name
     from clipsr_bench.timing import interleave, pairwise_ratio
+    from clipsr_export.depth_to_space import depth_to_space_as_conv_transpose
     from clipsr_export.onnx_export import export_graph, generator_spec
     from clipsr_export.pipeline import load_model
 
@@ -57,6 +58,7 @@ def main(threads: int = typer.Option(1, help="CPU threads for PyTorch and ONNX R
     with tempfile.TemporaryDirectory() as tmp:
         for name, m in (("ort matmul skip", model), ("ort resize skip", resize)):
             export_graph(generator_spec(m, lr, emb), Path(tmp) / "g.onnx")
+            depth_to_space_as_conv_transpose(Path(tmp) / "g.onnx")  # as clipsr-export writes the float32 graph
             sessions[name] = ort.InferenceSession(str(Path(tmp) / "g.onnx"), options, providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         reference = model.generator(lr, emb).numpy()

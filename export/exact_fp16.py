@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from clipsr_export.onnx_names import free_name
+
 MIN_ELEMENTS = 1024  # below this a Cast node costs about what it saves
 
 
@@ -37,9 +39,9 @@ def store_exact_fp16(path: str | Path) -> int:
         if values is None or init.name in inputs or values.size < MIN_ELEMENTS or not exact_fp16_values(values):
             kept.append(init)
             continue
-        half_name = _free_name(f"{init.name}_fp16", taken)
+        half_name = free_name(f"{init.name}_fp16", taken)
         kept.append(numpy_helper.from_array(values.astype(np.float16), half_name))
-        casts.append(helper.make_node("Cast", [half_name], [init.name], name=_free_name(f"{init.name}_cast", taken),
+        casts.append(helper.make_node("Cast", [half_name], [init.name], name=free_name(f"{init.name}_cast", taken),
                                       to=onnx.TensorProto.FLOAT))
         saved += values.size * 2
     if not casts:
@@ -53,12 +55,3 @@ def store_exact_fp16(path: str | Path) -> int:
     onnx.save(model, str(path))
     return saved
 
-
-def _free_name(name: str, taken: set[str]) -> str:
-    """`name`, or `name_1`, `name_2`, ... : the first not already in `taken` (which it is added to)."""
-    candidate, n = name, 0
-    while candidate in taken:
-        n += 1
-        candidate = f"{name}_{n}"
-    taken.add(candidate)
-    return candidate
