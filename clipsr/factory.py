@@ -86,9 +86,7 @@ def warm_start_model(start: str | Path, preset: str | None = None, *, scale: int
     if preset is None:
         if scale is not None or overrides:
             raise ValueError("a warm start from the checkpoint's own config takes no scale or overrides")
-        config = read_config(path)
-        model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
-        model.config = config
+        model = _unloaded_model(read_config(path))
     else:
         model = create_model(preset, scale=scale, **overrides)
     state = load_file(str(path))
@@ -97,6 +95,14 @@ def warm_start_model(start: str | Path, preset: str | None = None, *, scale: int
     model.load_state_dict(taken, strict=False)
     loaded = {own[k].data_ptr() for k in taken}  # a module shared under several names is saved under one
     return model, sorted(k for k in own if k not in taken and own[k].data_ptr() not in loaded)
+
+
+def _unloaded_model(config: ModelConfig) -> CLIPSR:
+    """A model of a checkpoint's config before its weights are read: the checkpoint carries the frozen CLIP
+    too, so it is built empty instead of fetched; `config` (the CLIP's source included) stays the model's."""
+    model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
+    model.config = config
+    return model
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -119,9 +125,7 @@ def _from_checkpoint(path: Path, scale: int | None, preset: str | None) -> CLIPS
     verify_listed(path)
     config = read_config(path)
     _check(path, config, scale, preset)
-    # The checkpoint carries the frozen CLIP too: build it empty instead of fetching the weights.
-    model = CLIPSR(dataclasses.replace(config, clip=dataclasses.replace(config.clip, pretrained=None)))
-    model.config = config
+    model = _unloaded_model(config)
     model.card = read_card(path)
     return load_weights(model, path)
 
