@@ -21,7 +21,7 @@ from clipsr.factory import create_model
 from clipsr.model import CLIPSR
 from clipsr.run_folder import CHECKPOINT_FILE
 from clipsr.train_config import CONFIG_FILE
-from clipsr_export import depth_to_space, exact_fp16, fp16, onnx_export, parity, quantize, tensorrt
+from clipsr_export import depth_to_space, exact_fp16, fp16, onnx_export, parity, quantize, tensorrt, text_affines
 from clipsr_export.manifest import build_manifest, sha256, write_manifest
 from clipsr_export.writer import staged_folder
 from clipsr_runtime import manifest as contract
@@ -228,6 +228,7 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                                            f"{model.config.preset} {model.scale}x")
         for stage in contract.STAGES:  # after the variants above, which read the plain float32 files
             depth_to_space.depth_to_space_as_conv_transpose(folder / files[stage]["fp32"])
+            text_affines.batch_text_affines(folder / files[stage]["fp32"])
             exact_fp16.store_exact_fp16(folder / files[stage]["fp32"])
         figures = {}
         for precision in options.precisions:
