@@ -121,20 +121,28 @@ class TextPalette(nn.Module):
         read = self.text(text).view(-1, self.parts, 4)
         return read[..., :3], read[..., 3]
 
-    def forward(self, image: torch.Tensor, choice: torch.Tensor, text: torch.Tensor) -> PaletteOutput:
+    def forward(self, image: torch.Tensor, choice: torch.Tensor, text: torch.Tensor,
+                to_image_size: nn.Module | None = None) -> PaletteOutput:
+        """`choice`: the locator's logits (B, K + 1, h, w), at the image's size or, with `to_image_size` (a
+        linear upsampling whose weights sum to 1, such as bilinear), at a smaller one. The per-part shift and the
+        softmax's per-pixel maximum are then taken before upsampling, on 16x fewer pixels: upsampling commutes
+        with a per-channel shift, and the softmax ignores a per-pixel one (the upsampled logits stay <= 0, since
+        the weights are convex, so `exp` cannot overflow)."""
         colours, named = self.read(text)                                          # (B, K, 3), (B, K)
-        choice = torch.cat([choice[:, :1], choice[:, 1:] + F.logsigmoid(named)[:, :, None, None]], dim=1)
-        weights = channel_softmax(choice)
-        b, k, h, w = weights[:, 1:].shape
-        painted = (colours.transpose(1, 2) @ weights[:, 1:].reshape(b, k, h * w)).view(b, 3, h, w)
-        return PaletteOutput(weights[:, :1] * image + painted, choice, colours, named)
-
-
-def channel_softmax(x: torch.Tensor) -> torch.Tensor:
-    """`torch.softmax(x, dim=1)` written out: exported as is, ONNX Runtime's CPU Softmax over a non-last
-    axis of a (B, 5, 256, 256) tensor transposes it and takes ~6x longer than these element-wise ops."""
-    e = torch.exp(x - x.amax(dim=1, keepdim=True))
-    return e * torch.reciprocal(e.sum(dim=1, keepdim=True))
+        # ONNX writes logsigmoid as Log(Sigmoid), -inf for a clearly unnamed part, and the upsampling's zero
+        # weights would turn that into NaN; exp(-1e4) is 0 in float32 as exp(-inf) is
+        shift = F.logsigmoid(named).clamp(min=-1e4)
+        choice = torch.cat([choice[:, :1], choice[:, 1:] + shift[:, :, None, None]], dim=1)
+        choice = choice - choice.amax(dim=1, keepdim=True)
+        if to_image_size is not None:
+            choice = to_image_size(choice)
+        # softmax written out, its division left to the end on 3 channels: exported as is, ONNX Runtime's CPU
+        # Softmax over a non-last axis of a (B, 5, 256, 256) tensor transposes it and takes ~6x longer
+        e = torch.exp(choice)
+        b, k, h, w = e[:, 1:].shape
+        painted = (colours.transpose(1, 2) @ e[:, 1:].reshape(b, k, h * w)).view(b, 3, h, w)
+        return PaletteOutput((e[:, :1] * image + painted) * torch.reciprocal(e.sum(dim=1, keepdim=True)),
+                             choice, colours, named)
 
 
 @dataclass

@@ -200,7 +200,7 @@ class Generator(nn.Module):
             out = out + self.bicubic(lr)
         if self.palette is None:
             return PaletteOutput(out)
-        return self.palette(out, self.locator.choice(lr), text)
+        return self.palette(out, self.locator(lr), text, self.locator.to_sr_size)
 
     def condition_text(self, text: torch.Tensor) -> torch.Tensor:
         """F_T as every text-conditioned block reads it: zeroed without text, standardised, clamped, mapped."""
