@@ -85,8 +85,13 @@ def test_the_gpu_recipe_uses_bf16_and_workers():
 
 
 def test_cli_dry_run_and_bad_arguments(tmp_path):
-    result = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--dry-run", "--sr-steps", "7"])
-    assert result.exit_code == 0 and result.output.count("\n[") == 6 and "--steps 7" in result.output
+    result = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--dry-run", "--sr-steps", "7",
+                                      "--locator-steps", "11", "--palette-steps", "13"])
+    assert result.exit_code == 0 and result.output.count("\n[") == 6
+    lines = {line.split("]")[0][1:]: line for line in result.output.splitlines()}
+    expected = {"sr": 7, "sr-no-text": 7, "locator": 11, "fit-palette": 13, "clip": recipe.CLIP_STEPS}
+    for stage, steps in expected.items():
+        assert f"--steps {steps}" in lines[stage]
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"
     bad = CliRunner().invoke(app, ["recipe", "-o", str(tmp_path), "--only", "sr-stage"])
     assert bad.exit_code == 2 and "'sr-stage' is not one of clip, clip-report, locator, sr, fit-palette" in bad.output

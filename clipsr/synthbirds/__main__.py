@@ -21,7 +21,7 @@ from clipsr.synthbirds.examples import EXAMPLE_SEEDS, check_test_seeds, write_ex
 from clipsr.synthbirds.jsonl import export_jsonl
 from clipsr.synthbirds.measure import part_colour_survival
 from clipsr.synthbirds.proof.goals import DEMO_CARD, read_goals
-from clipsr.synthbirds.recipe import command, run_recipe, stages
+from clipsr.synthbirds.recipe import CLIP_STEPS, LOCATOR_STEPS, PALETTE_STEPS, SR_STEPS, command, run_recipe, stages
 from clipsr.synthbirds.render import DESCRIBED_PARTS, SIZE
 from clipsr.synthbirds.sheet import contact_sheet
 from clipsr.synthbirds.splits import SPLIT_SEEDS, split_seeds
@@ -320,7 +320,8 @@ def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="fold
                                                 "most CPU cores: rendering birds bounds the step rate)"),
            only: list[str] = typer.Option([], callback=_one_of(STAGES),
                                           help=f"run only these stages ({', '.join(STAGES)})"),
-           clip_steps: int = typer.Option(1500, min=1), sr_steps: int = typer.Option(1500, min=1),
+           clip_steps: int = typer.Option(CLIP_STEPS, min=1), locator_steps: int = typer.Option(LOCATOR_STEPS, min=1),
+           sr_steps: int = typer.Option(SR_STEPS, min=1), palette_steps: int = typer.Option(PALETTE_STEPS, min=1),
            start: Path = typer.Option(None, help="start the locator and SR stages' model from this checkpoint's "
                                                  "weights (e.g. the previous demo) instead of a new one"),
            dry_run: bool = typer.Option(False, help="print the stages' commands and run nothing"),
@@ -331,12 +332,13 @@ def recipe(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="fold
     text reader fitted on captions, no-text variant, proof. An existing --out is never replaced: --resume
     continues it (stages already done are skipped, an interrupted training stage resumes), --restart sets it
     aside."""
+    steps = dict(clip_steps=clip_steps, locator_steps=locator_steps, sr_steps=sr_steps, palette_steps=palette_steps)
     if dry_run:
-        for stage in stages(out, device, workers, clip_steps=clip_steps, sr_steps=sr_steps, start=start):
+        for stage in stages(out, device, workers, start=start, **steps):
             typer.echo(f"[{stage.name}] {' '.join(command(stage))}")
         return
     run_recipe(out, device, workers, tuple(only), echo=typer.echo, resume=resume, restart=restart,
-               clip_steps=clip_steps, sr_steps=sr_steps, start=start)
+               start=start, **steps)
     typer.echo(f"recipe done: {out}")
 
 

@@ -19,7 +19,9 @@ from clipsr.existing_output import claim_output
 from clipsr.run_folder import CHECKPOINT_FILE, MANIFEST
 
 CLIP_STEPS = 1500
+LOCATOR_STEPS = 9000
 SR_STEPS = 1500
+PALETTE_STEPS = 4500
 # glibc's malloc hands large activation buffers back to the kernel after every step and faults them in again
 CPU_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
@@ -33,7 +35,8 @@ class Stage:
 
 
 def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = CLIP_STEPS,
-           sr_steps: int = SR_STEPS, start: Path | None = None) -> list[Stage]:
+           locator_steps: int = LOCATOR_STEPS, sr_steps: int = SR_STEPS, palette_steps: int = PALETTE_STEPS,
+           start: Path | None = None) -> list[Stage]:
     """The recipe's stages for output folder `out`; with `start`, the model of the locator and SR stages starts
     from that checkpoint's weights (all whose name and shape match) instead of a new model on the CLIP stage's
     weights."""
@@ -53,13 +56,14 @@ def stages(out: Path, device: str = "cpu", workers: int = -1, clip_steps: int = 
               out / "clip", resumable=True),
         Stage("clip-report", synthbirds + ("clip-report", str(clip), "-o", str(out / "clip_report.json")),
               out / "clip_report.json"),
-        Stage("locator", synthbirds + ("locator", "-o", str(locator))
+        Stage("locator", synthbirds + ("locator", "-o", str(locator), "--steps", str(locator_steps))
               + (("--start", str(start)) if start else ("--clip", str(clip))), locator),
         # the locator is frozen here: the part labels teach only the palette's colours and names
         Stage("sr", train + ("--preset", "synthbirds", "--out", str(out / "sr"), "--init", str(locator)) + sr
               + ("--data-opt", "part_labels=true", "--part-loss", "0"), out / "sr", resumable=True),
         Stage("fit-palette", synthbirds + ("fit-palette", str(out / "sr" / CHECKPOINT_FILE),
-                                           "-o", str(out / "demo.safetensors")), out / "demo.safetensors"),
+                                           "-o", str(out / "demo.safetensors"), "--steps", str(palette_steps)),
+              out / "demo.safetensors"),
     ] + ([
         Stage("sr-no-text-start", synthbirds + ("warm-start", str(start), "-o", str(notext_start), "--preset", "tiny")
               + no_text, notext_start),
