@@ -18,7 +18,7 @@ from pathlib import Path
 from clipsr.existing_output import claim_output
 from clipsr.run_folder import CHECKPOINT_FILE, MANIFEST
 
-CLIP_STEPS = 1500
+CLIP_STEPS = 3000
 LOCATOR_STEPS = 9000
 SR_STEPS = 1500
 PALETTE_STEPS = 4500
