@@ -34,10 +34,8 @@ def main(threads: int = typer.Option(1, help="CPU threads for PyTorch and ONNX R
 
     from clipsr_bench.machine import cpu_name
     from clipsr_bench.timing import interleave, pairwise_ratio
-    from clipsr_export.depth_to_space import depth_to_space_as_conv_transpose
     from clipsr_export.onnx_export import export_graph, generator_spec
-    from clipsr_export.pipeline import load_model
-    from clipsr_export.text_affines import batch_text_affines
+    from clipsr_export.pipeline import load_model, rewrite_float32_graph
 
     logging.getLogger().setLevel(logging.ERROR)
     torch.set_num_threads(threads)
@@ -59,8 +57,7 @@ def main(threads: int = typer.Option(1, help="CPU threads for PyTorch and ONNX R
     with tempfile.TemporaryDirectory() as tmp:
         for name, m in (("ort matmul skip", model), ("ort resize skip", resize)):
             export_graph(generator_spec(m, lr, emb), Path(tmp) / "g.onnx")
-            depth_to_space_as_conv_transpose(Path(tmp) / "g.onnx")  # as clipsr-export writes the float32 graph
-            batch_text_affines(Path(tmp) / "g.onnx")
+            rewrite_float32_graph(Path(tmp) / "g.onnx")  # as clipsr-export writes the float32 graph
             sessions[name] = ort.InferenceSession(str(Path(tmp) / "g.onnx"), options, providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         reference = model.generator(lr, emb).numpy()

@@ -227,9 +227,7 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                 gate = quantize.check_gate(quantize.gate_inputs(model), pair["fp32"], pair["int8"],
                                            f"{model.config.preset} {model.scale}x")
         for stage in contract.STAGES:  # after the variants above, which read the plain float32 files
-            depth_to_space.depth_to_space_as_conv_transpose(folder / files[stage]["fp32"])
-            text_affines.batch_text_affines(folder / files[stage]["fp32"])
-            exact_fp16.store_exact_fp16(folder / files[stage]["fp32"])
+            rewrite_float32_graph(folder / files[stage]["fp32"])
         figures = {}
         for precision in options.precisions:
             with step(STEP_PARITY.format(precision)):
@@ -253,6 +251,14 @@ def export_model(model: CLIPSR, out: str | Path, options: ExportOptions = Export
                 model_card=model.card)
             write_manifest(folder, manifest)
     return ExportResult(Path(out), manifest, step.seconds)
+
+
+def rewrite_float32_graph(path: Path) -> None:
+    """The CPU rewrites of a traced float32 graph, in place, as the model folder holds it: `DepthToSpace` as
+    a grouped `ConvTranspose`, the FiLM MLPs batched, exact-float16 weights stored as float16."""
+    depth_to_space.depth_to_space_as_conv_transpose(path)
+    text_affines.batch_text_affines(path)
+    exact_fp16.store_exact_fp16(path)
 
 
 def _build_engines(model: CLIPSR, folder: Path, files: dict[str, dict[str, str]], precision: str,
