@@ -2,6 +2,7 @@
 earlier output replaced without --resume or --restart."""
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -76,6 +77,15 @@ def test_a_failed_stage_stops_the_recipe_and_runs_again_next_time(tmp_path, monk
     with pytest.raises(RuntimeError, match="stage clip-report failed"):
         recipe.run_recipe(tmp_path)
     assert len(calls) == 2 and (tmp_path / ".done-clip").exists() and not (tmp_path / ".done-clip-report").exists()
+    first = json.loads((tmp_path / recipe.TIMES_FILE).read_text())
+    assert set(first) == {"clip", "clip-report"}, "a failed stage's time counts too"
+    calls = _fake_runs(monkeypatch)
+    monkeypatch.setattr(recipe.time, "monotonic", iter(range(0, 1000, 30)).__next__)  # every stage takes 30 s
+    recipe.run_recipe(tmp_path, resume=True)
+    times = json.loads((tmp_path / recipe.TIMES_FILE).read_text())
+    assert [c[3] for c in calls][0] == "clip-report" and len(calls) == 6
+    assert times["clip"] == first["clip"] and times["clip-report"] == pytest.approx(first["clip-report"] + 30, abs=0.1)
+    assert times["proof"] == 30 and len(times) == 7, "the continued run adds its stages' seconds"
 
 
 def test_the_gpu_recipe_uses_bf16_and_workers():

@@ -9,9 +9,11 @@ none starts over with its partial folder set aside) or set aside whole with `res
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,10 +93,23 @@ def done_marker(out: Path, stage: Stage) -> Path:
     return out / f".done-{stage.name}"
 
 
+TIMES_FILE = "recipe_times.json"
+
+
+def add_stage_time(out: Path, stage: Stage, seconds: float) -> dict[str, float]:
+    """Add a stage's wall-clock seconds to the run's `recipe_times.json` (summed over the runs that continued
+    it), so that what the recipe cost, stage by stage, is a file beside its outputs."""
+    path = out / TIMES_FILE
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[stage.name] = round(times.get(stage.name, 0.0) + seconds, 1)
+    path.write_text(json.dumps(times, indent=1) + "\n")
+    return times
+
+
 def run_recipe(out: Path, device: str = "cpu", workers: int = -1, only: tuple[str, ...] = (),
                echo=print, resume: bool = False, restart: bool = False, **steps) -> None:
-    """Run the stages not yet done (or only those named), marking each done when its command succeeds.
-    An existing `out` needs `resume` (continue it) or `restart` (move it aside first)."""
+    """Run the stages not yet done (or only those named), marking each done when its command succeeds and
+    adding its wall-clock time to `recipe_times.json`. An existing `out` needs `resume` (continue it) or `restart` (move it aside first)."""
     set_aside = claim_output(out, resume=resume, restart=restart)
     if set_aside:
         echo(f"moved the earlier recipe run to {set_aside}")
@@ -105,6 +120,11 @@ def run_recipe(out: Path, device: str = "cpu", workers: int = -1, only: tuple[st
             continue
         argv = command(stage)
         echo(f"[{stage.name}] {' '.join(argv)}")
-        if subprocess.run(argv, env=env).returncode != 0:
+        started = time.monotonic()
+        failed = subprocess.run(argv, env=env).returncode != 0
+        times = add_stage_time(out, stage, time.monotonic() - started)
+        if failed:
             raise RuntimeError(f"stage {stage.name} failed; run the recipe again with --resume to continue from it")
         done_marker(out, stage).touch()
+        echo(f"[{stage.name}] done in {times[stage.name] / 60:.1f} min; all stages so far "
+             f"{sum(times.values()) / 60:.1f} min ({out / TIMES_FILE})")
