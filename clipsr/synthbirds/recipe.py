@@ -4,8 +4,9 @@ palette's text reader fitted on captions, no-text variant, proof.
 Each stage is one command line; `run_recipe` runs those not yet done, in order, and marks each done in the
 output folder. Like every command that writes a run, it never replaces one (`existing_output`): an existing
 output folder is continued with `resume` (a training stage that saved a step resumes exactly, one that saved
-none starts over with its partial folder set aside) or set aside whole with `restart`. The same recipe runs on a CPU (the malloc settings that halve its step time are set) or on a GPU
-(`device="cuda"`: bf16 autocast and data-loading workers, since rendering birds bounds a GPU run).
+none starts over with its partial folder set aside) or set aside whole with `restart`. Each stage's wall-clock
+time goes to the run's `recipe_times.json`. The same recipe runs on a CPU (the malloc settings that halve its
+step time are set) or on a GPU (`device="cuda"`: bf16 autocast and data-loading workers, since rendering birds bounds a GPU run).
 """
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def add_stage_time(out: Path, stage: Stage, seconds: float) -> dict[str, float]:
 def run_recipe(out: Path, device: str = "cpu", workers: int = -1, only: tuple[str, ...] = (),
                echo=print, resume: bool = False, restart: bool = False, **steps) -> None:
     """Run the stages not yet done (or only those named), marking each done when its command succeeds and
-    adding its wall-clock time to `recipe_times.json`. An existing `out` needs `resume` (continue it) or `restart` (move it aside first)."""
+    adding its wall-clock time to `recipe_times.json`. An existing `out` needs `resume` (continue it) or
+    `restart` (move it aside first)."""
     set_aside = claim_output(out, resume=resume, restart=restart)
     if set_aside:
         echo(f"moved the earlier recipe run to {set_aside}")
