@@ -6,7 +6,8 @@ output folder. Like every command that writes a run, it never replaces one (`exi
 output folder is continued with `resume` (a training stage that saved a step resumes exactly, one that saved
 none starts over with its partial folder set aside) or set aside whole with `restart`. Each stage's wall-clock
 time goes to the run's `recipe_times.json`. The same recipe runs on a CPU (the malloc settings that halve its
-step time are set) or on a GPU (`device="cuda"`: bf16 autocast and data-loading workers, since rendering birds bounds a GPU run).
+step time are set) or on a GPU (`device="cuda"`: bf16 autocast and data-loading workers, since rendering birds
+bounds a GPU run).
 """
 from __future__ import annotations
 
