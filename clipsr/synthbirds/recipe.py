@@ -21,6 +21,7 @@ from pathlib import Path
 
 from clipsr.existing_output import claim_output
 from clipsr.run_folder import CHECKPOINT_FILE, MANIFEST
+from clipsr_runtime.atomic import atomic_write
 
 CLIP_STEPS = 3000
 LOCATOR_STEPS = 9000
@@ -104,7 +105,8 @@ def add_stage_time(out: Path, stage: Stage, seconds: float) -> dict[str, float]:
     path = out / TIMES_FILE
     times = json.loads(path.read_text()) if path.is_file() else {}
     times[stage.name] = round(times.get(stage.name, 0.0) + seconds, 1)
-    path.write_text(json.dumps(times, indent=1) + "\n")
+    text = json.dumps(times, indent=1) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))  # a recipe killed here must still resume
     return times
 
 
